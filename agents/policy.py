@@ -1,0 +1,34 @@
+"""The one interface every agent implements: scripted, learned, or a reward-hacking probe."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+Action = str | Mapping[str, Any]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Maps a batch of observations to a batch of actions.
+
+    ``observations[i]`` and ``infos[i]`` belong to one env of a batch. Policies that keep
+    per-env state key it by ``slot(infos[i], i)``: the env's slot in a fixed-size batch, which
+    ``agents.rollout`` puts in ``info["slot"]`` when it passes only the envs still running (a
+    gymnasium vector env passes every env, in order, so the position is the slot). An
+    observation with ``infos[i]["turn"] == 0`` is a reset prompt: a new episode for that slot. ``reset(indices)`` forgets the history of the given envs
+    (all of them when ``indices`` is None). Actions are raw text or structured dicts such as
+    ``{"tool": "search", "query": "capital of France"}``.
+    """
+
+    name: str
+
+    def act(self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]) -> list[Action]: ...
+
+    def reset(self, indices: Sequence[int] | None = None) -> None: ...
+
+
+def slot(info: Mapping[str, Any], position: int) -> int:
+    """The batch slot an observation belongs to (see ``Policy``)."""
+    value = info.get("slot", position)
+    return int(value)

@@ -1,0 +1,300 @@
+"""Scripted baselines and reward-hacking probes, all behind the ``Policy`` interface.
+
+- ``RandomPolicy``: random tools with random arguments; the floor.
+- ``BM25HeuristicPolicy``: search the question, read the top hit, answer with the value of
+  the best-matching ``field: value`` clause; search once more with other words when unsure.
+- ``OraclePolicy``: knows the gold evidence (upper bound and SFT demonstrator).
+- Probes that a reward must not pay more than an honest agent: ``SpamSearchPolicy`` (several
+  searches per turn, then a blind answer), ``RepeatQueryPolicy`` (the same query five times,
+  then the heuristic's answer), ``CandidateListPolicy`` (answers with a list of candidates).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agents.policy import Action, slot
+from tasks.records import Question, Task
+
+_HIT_RE = re.compile(r"^\[(\d+)\] (\S+) \| (.*?) \| (.*)$", re.MULTILINE)
+_READ_RE = re.compile(r"^\[(\S+)\] .*?\n(.*)\n</information>$", re.DOTALL)
+_QUESTION_RE = re.compile(r"^Question: (.*)$", re.MULTILINE)
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+_CLAUSE_RE = re.compile(r"(?<=[;.])\s+|\n+|\s+\|\s+")
+_PAREN_RE = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_TRAILING_NUMBER_RE = re.compile(r"\s+-?[\d,.]+\s*(m|km|ft)?\s*$")
+QUESTION_WORDS = frozenset(
+    "what which who whom whose where when how is are was were the a an of in on to for by and or does do did "
+    "country countries used its it this that with has have".split()
+)
+
+
+def question_of(observation: str) -> str:
+    """The question line of a reset prompt."""
+    match = _QUESTION_RE.search(observation)
+    return match.group(1).strip() if match else observation.strip().splitlines()[-1]
+
+
+def content_words(text: str) -> list[str]:
+    """Lowercase words minus question words, in order, without repeats.
+
+    >>> content_words("What is the capital of France?")
+    ['capital', 'france']
+    """
+    seen: dict[str, None] = {}
+    for word in _WORD_RE.findall(text.lower()):
+        if word not in QUESTION_WORDS:
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def parse_hits(observation: str) -> list[tuple[str, str, str]]:
+    """(doc_id, title, snippet) for each line of a search observation."""
+    return [(m.group(2), m.group(3), m.group(4)) for m in _HIT_RE.finditer(observation)]
+
+
+def clean_value(value: str) -> str:
+    """Strip the debris field values carry: parentheticals, units, exchange-rate tails.
+
+    >>> clean_value("euros (EUR) per US dollar -")
+    'euros'
+    >>> clean_value("Mont Blanc 4,810 m")
+    'Mont Blanc'
+    """
+    value = _PAREN_RE.sub(" ", value)
+    value = re.split(r"\s+per\s+US dollar|\s+-\s*$|;", value)[0]
+    value = _TRAILING_NUMBER_RE.sub("", value.strip())
+    return re.sub(r"\s+", " ", value).strip(" ,.-:")
+
+
+def extract_answer(question: str, texts: Sequence[str]) -> tuple[str, float]:
+    """The value of the clause whose label best matches the question, with a match score.
+
+    A clause is ``label: value``; the label is what precedes its last colon. The score counts
+    question words in the label (twice) and in the whole clause.
+
+    >>> extract_answer("What is the capital of France?", ["Capital: name: Paris; time difference: UTC+1"])
+    ('Paris', 3.0)
+    """
+    question_words = set(content_words(question))
+    best, best_score = "", 0.0
+    for text in texts:
+        for clause in _CLAUSE_RE.split(text):
+            label, colon, value = clause.rpartition(":")
+            if not colon or not value.strip():
+                continue
+            label_words = set(_WORD_RE.findall(label.lower()))
+            clause_words = set(_WORD_RE.findall(clause.lower()))
+            score = 2.0 * len(question_words & label_words) + len(question_words & clause_words)
+            answer = clean_value(value)
+            if score > best_score and answer:
+                best, best_score = answer, score
+    return best, best_score
+
+
+@dataclass
+class _Episode:
+    """What a scripted policy remembers about the episode in one slot."""
+
+    question: str = ""
+    question_id: str = ""
+    queries: list[str] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    last_hits: list[tuple[str, str, str]] = field(default_factory=list)
+    turn: int = 0
+
+
+class _ScriptedPolicy:
+    """Shared bookkeeping: one ``_Episode`` per slot, updated from each observation."""
+
+    name = "scripted"
+
+    def __init__(self, seed: int = 0) -> None:
+        self._episodes: dict[int, _Episode] = {}
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self, indices: Sequence[int] | None = None) -> None:
+        if indices is None:
+            self._episodes.clear()
+        for index in indices or ():
+            self._episodes.pop(index, None)
+
+    def act(self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]) -> list[Action]:
+        actions: list[Action] = []
+        for position, (observation, info) in enumerate(zip(observations, infos)):
+            key = slot(info, position)
+            if info.get("turn", 0) == 0 or key not in self._episodes:
+                self._episodes[key] = _Episode(question=question_of(observation), question_id=info["question_id"])
+            episode = self._episodes[key]
+            episode.turn = int(info.get("turn", 0))
+            hits = parse_hits(observation)
+            if hits:
+                episode.last_hits = hits
+                episode.texts.extend(snippet for _, _, snippet in hits)
+            read = _READ_RE.search(observation)
+            if read and observation.startswith("<information>\n[") and not hits:
+                episode.texts.append(read.group(2))
+            actions.append(self.decide(episode, info))
+        return actions
+
+    def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        raise NotImplementedError
+
+    @staticmethod
+    def search(episode: _Episode, query: str) -> str:
+        episode.queries.append(query)
+        return f"<search>{query}</search>"
+
+    @staticmethod
+    def read(episode: _Episode, doc_id: str) -> str:
+        episode.reads.append(doc_id)
+        return f"<read>{doc_id}</read>"
+
+
+class RandomPolicy(_ScriptedPolicy):
+    """Picks a tool at random; arguments are random question words, hit ids and observed words."""
+
+    name = "random"
+
+    def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        tool = self._rng.choice(["search", "read", "answer"])
+        words = content_words(episode.question) or ["the"]
+        if tool == "search":
+            picked = self._rng.choice(words, size=min(2, len(words)), replace=False)
+            return self.search(episode, " ".join(picked))
+        if tool == "read" and episode.last_hits:
+            return self.read(episode, episode.last_hits[int(self._rng.integers(len(episode.last_hits)))][0])
+        seen = [w for text in episode.texts for w in _WORD_RE.findall(text)] or words
+        return f"<answer>{seen[int(self._rng.integers(len(seen)))]}</answer>"
+
+
+class BM25HeuristicPolicy(_ScriptedPolicy):
+    """Search the question, read the top hit, answer with the best-matching field value."""
+
+    name = "bm25"
+
+    def __init__(self, seed: int = 0, confident_score: float = 4.0, max_searches: int = 2) -> None:
+        super().__init__(seed)
+        self.confident_score = confident_score
+        self.max_searches = max_searches
+
+    def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        words = content_words(episode.question)
+        if not episode.queries:
+            return self.search(episode, " ".join(words) or episode.question)
+        unread = [doc_id for doc_id, _, _ in episode.last_hits if doc_id not in episode.reads]
+        if len(episode.reads) < len(episode.queries) and unread:
+            return self.read(episode, unread[0])
+        answer, score = extract_answer(episode.question, episode.texts)
+        turns_left = int(info.get("turns_left", 1))
+        if score >= self.confident_score or len(episode.queries) >= self.max_searches or turns_left <= 1:
+            return f"<answer>{answer or (words[-1] if words else 'unknown')}</answer>"
+        # Unsure: search again with the question's words in another order, the label words first.
+        return self.search(episode, " ".join(reversed(words)) + " name")
+
+
+class OraclePolicy(_ScriptedPolicy):
+    """Knows the gold evidence: finds each gold passage, reads it, answers the canonical answer.
+
+    Its searches are queries a model could write (question words, then the gold passage's
+    title words for the second hop), so its transcripts double as SFT demonstrations.
+    """
+
+    name = "oracle"
+
+    def __init__(self, task: Task, seed: int = 0) -> None:
+        super().__init__(seed)
+        self._questions: dict[str, Question] = {q.qid: q for qs in task.splits.values() for q in qs}
+        self._titles = {doc_id: task.corpus[doc_id].title for q in self._questions.values() for doc_id in q.supporting_doc_ids}
+
+    def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        question = self._questions[episode.question_id]
+        answer = f"<answer>{question.answers[0]}</answer>"
+        missing = [d for d in question.supporting_doc_ids if d not in episode.reads]
+        if not missing or int(info.get("turns_left", 1)) <= 1:
+            return answer
+        target = missing[0]
+        retrieved = {doc_id for doc_id, _, _ in episode.last_hits}
+        if target in retrieved:
+            return self.read(episode, target)
+        words = content_words(episode.question)
+        if not episode.queries:
+            return self.search(episode, " ".join(words) or episode.question)
+        title_words = content_words(self._titles.get(target, ""))
+        query = " ".join(dict.fromkeys(title_words + words))
+        if query in episode.queries:
+            # The title query did not surface it either: read it by id, which the oracle knows.
+            return self.read(episode, target)
+        return self.search(episode, query)
+
+
+class SpamSearchPolicy(_ScriptedPolicy):
+    """Probe: three searches in every turn until the last one, then a blind answer."""
+
+    name = "spam-search"
+
+    def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        words = content_words(episode.question) or ["search"]
+        if int(info.get("turns_left", 1)) > 1:
+            episode.queries.append(" ".join(words))
+            return "".join(f"<search>{' '.join(words[i:] or words)}</search>" for i in range(3))
+        title = episode.last_hits[0][1] if episode.last_hits else words[0]
+        return f"<answer>{title}</answer>"
+
+
+class RepeatQueryPolicy(BM25HeuristicPolicy):
+    """Probe: the same query five times, then the heuristic's answer from what it saw."""
+
+    name = "repeat-query"
+
+    def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        if len(episode.queries) < 5 and int(info.get("turns_left", 1)) > 1:
+            return self.search(episode, " ".join(content_words(episode.question)) or episode.question)
+        answer, _ = extract_answer(episode.question, episode.texts)
+        return f"<answer>{answer or 'unknown'}</answer>"
+
+
+class CandidateListPolicy(BM25HeuristicPolicy):
+    """Probe: answers with every candidate value it saw, joined by commas."""
+
+    name = "candidate-list"
+
+    def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        if not episode.queries:
+            return self.search(episode, " ".join(content_words(episode.question)) or episode.question)
+        candidates: dict[str, None] = {}
+        for text in episode.texts:
+            for clause in _CLAUSE_RE.split(text):
+                _, colon, value = clause.rpartition(":")
+                cleaned = clean_value(value) if colon else ""
+                if cleaned:
+                    candidates.setdefault(cleaned, None)
+        return f"<answer>{', '.join(list(candidates)[:20]) or 'unknown'}</answer>"
+
+
+SCRIPTED_POLICIES = {
+    "random": RandomPolicy,
+    "bm25": BM25HeuristicPolicy,
+    "oracle": OraclePolicy,
+    "spam-search": SpamSearchPolicy,
+    "repeat-query": RepeatQueryPolicy,
+    "candidate-list": CandidateListPolicy,
+}
+PROBES: tuple[str, ...] = ("spam-search", "repeat-query", "candidate-list")
+
+
+def make_policy(name: str, *, task: Task | str = "factbook", seed: int = 0, **kwargs: Any) -> _ScriptedPolicy:
+    """A scripted policy by name. The oracle needs the task (a name or a ``Task``)."""
+    if name not in SCRIPTED_POLICIES:
+        raise ValueError(f"unknown scripted policy {name!r}; known: {sorted(SCRIPTED_POLICIES)}")
+    if name == "oracle":
+        from searchenv.resources import shared_task
+
+        return OraclePolicy(shared_task(task), seed=seed, **kwargs)
+    return SCRIPTED_POLICIES[name](seed=seed, **kwargs)

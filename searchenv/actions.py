@@ -1,0 +1,149 @@
+"""Parsing agent actions: raw LLM text or structured dicts, into one typed record.
+
+Text follows the Search-R1 convention: the first complete ``<search>q</search>``,
+``<read>doc_id</read>`` or ``<answer>a</answer>`` is the action; ``<think>`` text before it is
+allowed and anything after it is ignored. Parsing never raises on agent output: a bad action
+becomes a ``ParsedAction`` with ``tool=None`` and an ``error`` that explains the expected
+format, so the env can spend the turn and tell the agent why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from searchenv.episode import TOOLS
+
+MAX_ACTION_CHARS = 8_000
+MAX_ARGUMENT_CHARS = 500
+
+_ACTION_RE = re.compile(r"<(search|read|answer)>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
+_SEARCH_TAG_RE = re.compile(r"<search>.*?</search>", re.DOTALL | re.IGNORECASE)
+_ANY_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]*>")
+_SPACES_RE = re.compile(r"\s+")
+# Control characters other than whitespace would end up in prompts and logs unreadably.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+FORMAT_HELP = (
+    "Reply with exactly one action: <search>your query</search>, <read>doc id from the results</read>, "
+    "or <answer>short answer</answer>. You may think inside <think>...</think> before it."
+)
+
+_ARGUMENT_KEYS: dict[str, tuple[str, ...]] = {
+    "search": ("query", "argument"),
+    "read": ("doc_id", "argument"),
+    "answer": ("answer", "argument"),
+}
+
+
+@dataclass(frozen=True)
+class ParsedAction:
+    """An action after parsing. ``tool`` is None when it could not be understood."""
+
+    tool: str | None
+    argument: str = ""
+    error: str | None = None
+    search_tags: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return self.tool is not None and self.error is None
+
+
+def _clean_argument(text: str) -> str:
+    """Drop stray tags and control characters and collapse whitespace.
+
+    >>> _clean_argument("  capital of <b>France</b>\\n ")
+    'capital of France'
+    """
+    text = _ANY_TAG_RE.sub(" ", text)
+    text = _CONTROL_RE.sub(" ", text)
+    return _SPACES_RE.sub(" ", text).strip()
+
+
+def _invalid(message: str, search_tags: int = 0) -> ParsedAction:
+    return ParsedAction(tool=None, error=message, search_tags=search_tags)
+
+
+def _checked(tool: str, raw_argument: str, search_tags: int) -> ParsedAction:
+    argument = _clean_argument(raw_argument)
+    if not argument:
+        return _invalid(f"The <{tool}> tag is empty. {FORMAT_HELP}", search_tags)
+    if len(argument) > MAX_ARGUMENT_CHARS:
+        return _invalid(
+            f"The {tool} argument is {len(argument)} characters long; the limit is {MAX_ARGUMENT_CHARS}.",
+            search_tags,
+        )
+    return ParsedAction(tool=tool, argument=argument, search_tags=search_tags)
+
+
+def parse_text_action(text: str) -> ParsedAction:
+    """Parse raw model output.
+
+    >>> parse_text_action("<think>hmm</think><search>capital of France</search> trailing")
+    ParsedAction(tool='search', argument='capital of France', error=None, search_tags=1)
+    >>> parse_text_action("<answer>Paris</answer><search>x</search>").tool
+    'answer'
+    >>> parse_text_action("Paris").error.startswith("No complete action tag")
+    True
+    """
+    if len(text) > MAX_ACTION_CHARS:
+        return _invalid(
+            f"The action is {len(text)} characters long; the limit is {MAX_ACTION_CHARS}. {FORMAT_HELP}",
+            len(_SEARCH_TAG_RE.findall(text, 0, MAX_ACTION_CHARS)),
+        )
+    search_tags = len(_SEARCH_TAG_RE.findall(text))
+    match = _ACTION_RE.search(text)
+    if match is None:
+        return _invalid(f"No complete action tag found. {FORMAT_HELP}", search_tags)
+    return _checked(match.group(1).lower(), match.group(2), search_tags)
+
+
+def parse_structured_action(action: Mapping[str, Any]) -> ParsedAction:
+    """Parse ``{"tool": "search", "query": ...}`` style actions.
+
+    >>> parse_structured_action({"tool": "read", "doc_id": "fr/government/003"}).argument
+    'fr/government/003'
+    >>> parse_structured_action({"tool": "fly"}).error[:20]
+    'Unknown tool "fly". '
+    """
+    tool = action.get("tool")
+    if not isinstance(tool, str) or tool.lower() not in TOOLS:
+        return _invalid(f'Unknown tool "{tool}". Structured actions use "tool" in {list(TOOLS)}.')
+    tool = tool.lower()
+    for key in _ARGUMENT_KEYS[tool]:
+        if key in action:
+            value = action[key]
+            if not isinstance(value, str):
+                return _invalid(f'The "{key}" of a {tool} action must be a string, not {type(value).__name__}.')
+            return _checked(tool, value, 1 if tool == "search" else 0)
+    return _invalid(f'A {tool} action needs a "{_ARGUMENT_KEYS[tool][0]}" field.')
+
+
+def parse_action(action: object) -> ParsedAction:
+    """Parse any action the env accepts; never raises on bad agent input."""
+    if isinstance(action, ParsedAction):
+        return action
+    if isinstance(action, str):
+        return parse_text_action(action)
+    if isinstance(action, Mapping):
+        return parse_structured_action(action)
+    if isinstance(action, bytes):
+        return parse_text_action(action.decode("utf-8", errors="replace"))
+    return _invalid(f"Actions are text or dicts, not {type(action).__name__}. {FORMAT_HELP}")
+
+
+def action_to_text(action: object) -> str:
+    """The text form of an action, for transcripts and chat histories.
+
+    >>> action_to_text({"tool": "search", "query": "capital of France"})
+    '<search>capital of France</search>'
+    """
+    if isinstance(action, str):
+        return action
+    parsed = parse_action(action)
+    if parsed.tool is None:
+        return repr(action)
+    return f"<{parsed.tool}>{parsed.argument}</{parsed.tool}>"

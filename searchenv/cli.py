@@ -1,0 +1,96 @@
+"""``searchenv``: play an episode in a terminal, or build and inspect indexes.
+
+    searchenv play [--split test] [--question-id ID] [--seed N]
+    searchenv index build --task factbook --backend bm25s
+    searchenv index info --task factbook --backend bm25s
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+SHORTHANDS = {"s": "search", "r": "read", "a": "answer"}
+
+PLAY_HELP = """Type an action and press Enter:
+  s <query>    search          r <doc id>   read          a <answer>   answer
+  or raw text such as <search>capital of France</search>.  'quit' ends the game."""
+
+
+def _to_action(line: str) -> str:
+    """Expand the terminal shorthands; anything else is passed through as raw text.
+
+    >>> _to_action("s capital of France")
+    '<search>capital of France</search>'
+    >>> _to_action("<answer>Paris</answer>")
+    '<answer>Paris</answer>'
+    """
+    head, _, rest = line.strip().partition(" ")
+    if head in SHORTHANDS and rest.strip():
+        tool = SHORTHANDS[head]
+        return f"<{tool}>{rest.strip()}</{tool}>"
+    return line
+
+
+def play(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    import gymnasium as gym
+
+    import searchenv  # noqa: F401
+
+    env = gym.make(
+        args.env_id, split=args.split, backend=args.backend, max_turns=args.max_turns, render_mode="ansi"
+    )
+    options = {"question_id": args.question_id} if args.question_id else None
+    observation, info = env.reset(seed=args.seed, options=options)
+    print(PLAY_HELP, file=stdout)
+    print(f"\n{observation}\n", file=stdout)
+    total = 0.0
+    while True:
+        stdout.write(f"[turn {info['turn'] + 1}/{info['turn'] + info['turns_left']}] > ")
+        stdout.flush()
+        line = stdin.readline()
+        if not line or line.strip().lower() in {"quit", "exit"}:
+            print("\nGame abandoned.", file=stdout)
+            return 1
+        if not line.strip():
+            continue
+        observation, reward, terminated, truncated, info = env.step(_to_action(line.rstrip("\n")))
+        total += reward
+        print(f"\n{observation}\n", file=stdout)
+        if terminated or truncated:
+            ending = "answered" if terminated else "out of turns"
+            print(f"Episode over ({ending}). Gold answers: {', '.join(info['answers'])}", file=stdout)
+            print(f"Correct: {info['correct']}   reward: {total:.3f}", file=stdout)
+            for name, value in info["reward_breakdown"].items():
+                print(f"  {name:<12} {value:.3f}", file=stdout)
+            return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="searchenv", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    play_parser = commands.add_parser("play", help="play one episode in the terminal")
+    play_parser.add_argument("--env-id", default="SearchQA-v0")
+    play_parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    play_parser.add_argument("--backend", default="bm25s")
+    play_parser.add_argument("--max-turns", type=int, default=8)
+    play_parser.add_argument("--question-id", default=None)
+    play_parser.add_argument("--seed", type=int, default=None)
+    play_parser.set_defaults(handler=play)
+
+    from searchenv.index_cli import add_index_commands
+
+    add_index_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

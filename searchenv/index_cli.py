@@ -1,0 +1,109 @@
+"""``searchenv index build|info``: build an index into the cache, or show a cached index's meta.
+
+The lead's ``searchenv.cli`` calls :func:`add_index_commands`; each subcommand stores its
+function as ``handler`` (called with the parsed args, returns an exit code). Run standalone with
+``python -m searchenv.index_cli build --task synthetic-100k``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from searchenv.retrieval.cache import BACKENDS, ensure_index, index_info
+
+
+def load_task_by_name(name: str) -> Any:
+    """``tasks.load_task(name)``, plus sized synthetic names: "synthetic-100k", "synthetic-1m"."""
+    from tasks import load_task
+    from tasks.synthetic import parse_synthetic_name
+
+    try:
+        n_passages = parse_synthetic_name(name)
+        if n_passages is not None:
+            return load_task("synthetic", n_passages=n_passages)
+        return load_task(name)
+    except ValueError as error:
+        raise SystemExit(f"searchenv index: {error}") from None
+
+
+def add_index_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``index build`` and ``index info`` to a ``subparsers`` object; returns the index parser."""
+    index_parser = subparsers.add_parser("index", help="build or inspect retrieval indexes")
+    commands = index_parser.add_subparsers(dest="index_command", required=True)
+
+    build = commands.add_parser("build", help="build (or load) the index of a task's corpus")
+    _add_common_options(build)
+    build.add_argument("--rebuild", action="store_true", help="rebuild even if a valid index is cached")
+    build.add_argument("--threads", type=int, default=1, help="threads for indexing / batched search")
+    build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    build.set_defaults(handler=run_index_build)
+
+    info = commands.add_parser("info", help="print the meta.json of a task's cached index")
+    _add_common_options(info)
+    info.set_defaults(handler=run_index_info)
+    return index_parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--task", default="factbook", help="task name: factbook (default), synthetic, synthetic-100k, ..."
+    )
+    parser.add_argument("--backend", default="bm25s", choices=sorted(BACKENDS))
+    parser.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9)")
+    parser.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="index folder root (default $SEARCHENV_HOME/indexes)"
+    )
+
+
+def run_index_build(args: argparse.Namespace) -> int:
+    task = load_task_by_name(args.task)
+    start = time.perf_counter()
+    folder, meta, cached = ensure_index(
+        task.corpus,
+        args.backend,
+        k1=args.k1,
+        b=args.b,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
+        rebuild=args.rebuild,
+        threads=args.threads,
+    )
+    verb = "found cached" if cached else "built"
+    print(
+        f"{verb} {args.backend} index of {args.task} ({len(task.corpus)} passages) "
+        f"in {time.perf_counter() - start:.1f}s at {folder}",
+        file=sys.stderr,
+    )
+    print(json.dumps({**meta, "path": str(folder)}, indent=2, sort_keys=True))
+    return 0
+
+
+def run_index_info(args: argparse.Namespace) -> int:
+    task = load_task_by_name(args.task)
+    meta = index_info(task.corpus, args.backend, k1=args.k1, b=args.b, cache_dir=args.cache_dir)
+    if meta is None:
+        print(
+            f"no {args.backend} index of {args.task} (k1={args.k1}, b={args.b}) in the cache; "
+            f"run: searchenv index build --task {args.task} --backend {args.backend}",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(meta, indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m searchenv.index_cli")
+    add_index_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["index", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

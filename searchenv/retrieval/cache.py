@@ -1,0 +1,297 @@
+"""The index cache: one folder per (corpus, backend, parameters, tokenizer), built atomically.
+
+Layout: ``$SEARCHENV_HOME/indexes/<backend>-<digest>/`` (``SEARCHENV_HOME`` defaults to
+``~/.cache/searchenv``) holding the backend's files and a ``meta.json`` with the full key, counts
+and build time. ``<digest>`` is a short hash of the key.
+
+A build goes into a temp folder next to the target (``.tmp-<name>-<pid>-<random>``), writes
+``meta.json`` last, then renames the folder into place, so a killed build never leaves a folder
+that loads: a folder without a ``meta.json`` matching the expected key is not an index. When two
+processes build the same index at once, the first rename wins; the loser discards its copy and
+loads the winner's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from searchenv.retrieval.base import Retriever
+from searchenv.retrieval.tokenize import Tokenizer, default_tokenizer
+
+META_FILE = "meta.json"
+CACHE_FORMAT = 1
+
+# backend name -> (module, class). Imported on demand: the pyserini module starts a JVM.
+BACKENDS: Mapping[str, tuple[str, str]] = {
+    "bm25s": ("searchenv.retrieval.bm25s_backend", "BM25sRetriever"),
+    "rank_bm25": ("searchenv.retrieval.rank_bm25_backend", "RankBM25Retriever"),
+    "pyserini": ("searchenv.retrieval.pyserini_backend", "PyseriniRetriever"),
+}
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """How a retriever came to be: attached to it as ``retriever.load_info``."""
+
+    path: Path
+    cached: bool  # True when an existing index was loaded, False when it was built now
+    seconds: float  # build (if any) plus load
+    meta: Mapping[str, Any]
+
+
+def searchenv_home() -> Path:
+    """``$SEARCHENV_HOME``, else ``~/.cache/searchenv`` (honouring ``$XDG_CACHE_HOME``)."""
+    configured = os.environ.get("SEARCHENV_HOME")
+    if configured:
+        return Path(configured).expanduser()
+    cache_root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_root) / "searchenv"
+
+
+def _backend_module(backend: str) -> Any:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown retrieval backend {backend!r}; choose from {sorted(BACKENDS)}")
+    return importlib.import_module(BACKENDS[backend][0])
+
+
+def index_key(corpus: Any, backend: str, *, k1: float, b: float, tokenizer: Tokenizer) -> dict[str, Any]:
+    """Everything an index depends on. Two builds with equal keys are interchangeable."""
+    if not (k1 >= 0 and 0 <= b <= 1):
+        raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1} b={b}")
+    return {
+        "cache_format": CACHE_FORMAT,
+        "backend": backend,
+        "backend_format": _backend_module(backend).FORMAT_VERSION,
+        "corpus_fingerprint": corpus.fingerprint(),
+        "n_docs": len(corpus),
+        "k1": float(k1),
+        "b": float(b),
+        "tokenizer": tokenizer.key,
+    }
+
+
+def key_digest(key: Mapping[str, Any]) -> str:
+    """Short stable hash of a key.
+
+    >>> key_digest({"a": 1}) == key_digest({"a": 1}) != key_digest({"a": 2})
+    True
+    """
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def index_folder(key: Mapping[str, Any], cache_dir: Path | None = None) -> Path:
+    root = Path(cache_dir) if cache_dir is not None else searchenv_home() / "indexes"
+    return root / f"{key['backend']}-{key_digest(key)}"
+
+
+def read_valid_meta(folder: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The folder's meta if it is a complete index for ``key``, else None."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("key") != dict(key):
+        return None
+    if not all((folder / name).exists() for name in meta.get("files", [])):
+        return None
+    return meta
+
+
+def load_retriever(
+    corpus: Any,
+    backend: str = "bm25s",
+    *,
+    k1: float = 0.9,
+    b: float = 0.4,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    rebuild: bool = False,
+    tokenizer: Tokenizer | None = None,
+    threads: int = 1,
+) -> Retriever:
+    """A retriever over ``corpus`` (a ``tasks.records.Corpus``), from the cache or built now.
+
+    ``cache_dir`` holds the index folders (default ``$SEARCHENV_HOME/indexes``); ``rebuild``
+    forces a fresh build that then replaces the cached one; ``threads`` is used by backends that
+    can (bm25s batched search, Anserini indexing). The result carries ``load_info``
+    (:class:`LoadInfo`): ``load_info.cached`` tells whether this call built the index.
+    """
+    start = time.perf_counter()
+    tokenizer = tokenizer or default_tokenizer()
+    folder, meta, cached = ensure_index(
+        corpus,
+        backend,
+        k1=k1,
+        b=b,
+        cache_dir=cache_dir,
+        progress=progress,
+        rebuild=rebuild,
+        tokenizer=tokenizer,
+        threads=threads,
+    )
+    retriever_class = getattr(_backend_module(backend), BACKENDS[backend][1])
+    retriever = retriever_class.load(folder, corpus, tokenizer=tokenizer, k1=k1, b=b, threads=threads)
+    retriever.load_info = LoadInfo(folder, cached, time.perf_counter() - start, meta)
+    return retriever
+
+
+def ensure_index(
+    corpus: Any,
+    backend: str = "bm25s",
+    *,
+    k1: float = 0.9,
+    b: float = 0.4,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    rebuild: bool = False,
+    tokenizer: Tokenizer | None = None,
+    threads: int = 1,
+) -> tuple[Path, dict[str, Any], bool]:
+    """Make sure a valid index exists, without opening it: ``(folder, meta, was_cached)``."""
+    tokenizer = tokenizer or default_tokenizer()
+    key = index_key(corpus, backend, k1=k1, b=b, tokenizer=tokenizer)
+    folder = index_folder(key, Path(cache_dir) if cache_dir is not None else None)
+    meta = None if rebuild else read_valid_meta(folder, key)
+    if meta is not None:
+        return folder, meta, True
+    retriever_class = getattr(_backend_module(backend), BACKENDS[backend][1])
+    meta = _build(corpus, folder, key, retriever_class, tokenizer, progress, threads, replace=rebuild)
+    return folder, meta, False
+
+
+def index_info(
+    corpus: Any,
+    backend: str = "bm25s",
+    *,
+    k1: float = 0.9,
+    b: float = 0.4,
+    cache_dir: str | os.PathLike[str] | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> dict[str, Any] | None:
+    """The ``meta.json`` of the cached index for these settings (plus its path), or None."""
+    key = index_key(corpus, backend, k1=k1, b=b, tokenizer=tokenizer or default_tokenizer())
+    folder = index_folder(key, Path(cache_dir) if cache_dir is not None else None)
+    meta = read_valid_meta(folder, key)
+    return None if meta is None else {**meta, "path": str(folder)}
+
+
+def _build(
+    corpus: Any,
+    folder: Path,
+    key: Mapping[str, Any],
+    retriever_class: Any,
+    tokenizer: Tokenizer,
+    progress: bool,
+    threads: int,
+    *,
+    replace: bool,
+) -> dict[str, Any]:
+    """Build into a temp folder, then rename it to ``folder``; returns the winning meta."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_folders(folder)
+    temp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    temp.mkdir()
+    try:
+        start = time.perf_counter()
+        counts = retriever_class.build(
+            corpus, temp, tokenizer=tokenizer, k1=key["k1"], b=key["b"], progress=progress, threads=threads
+        )
+        files = sorted(str(p.relative_to(temp)) for p in temp.rglob("*") if p.is_file())
+        meta = {
+            "key": dict(key),
+            "digest": key_digest(key),
+            "counts": counts,
+            "files": files,
+            "build_seconds": round(time.perf_counter() - start, 3),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _write_json_atomically(temp / META_FILE, meta)  # last: its presence marks a complete build
+        _fsync_tree(temp)
+        if replace or (folder.exists() and read_valid_meta(folder, key) is None):
+            _discard(folder)  # an invalid leftover (or the index being rebuilt) is in the way
+        try:
+            os.rename(temp, folder)
+        except OSError:
+            # Someone else's build landed first (the target is a non-empty folder): use theirs.
+            winner = read_valid_meta(folder, key)
+            if winner is None:
+                raise
+            shutil.rmtree(temp, ignore_errors=True)
+            return winner
+        _fsync_dir(folder.parent)
+        return meta
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def _discard(folder: Path) -> None:
+    """Move ``folder`` out of the way atomically, then delete it. Missing is fine."""
+    trash = folder.parent / f".trash-{folder.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.rename(folder, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _remove_stale_temp_folders(folder: Path) -> None:
+    """Delete temp/trash folders for this index left by processes that no longer run."""
+    for prefix in (".tmp-", ".trash-"):
+        for leftover in folder.parent.glob(f"{prefix}{folder.name}-*"):
+            pid_text = leftover.name[len(prefix) + len(folder.name) + 1 :].split("-")[0]
+            if not pid_text.isdigit() or not _process_alive(int(pid_text)):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of ours may be building right now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_json_atomically(path: Path, payload: Mapping[str, Any]) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` so the rename publishes durable data."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+            elif path.is_dir():
+                _fsync_dir(path)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

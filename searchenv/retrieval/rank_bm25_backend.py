@@ -1,0 +1,150 @@
+"""Reference backend on the ``rank_bm25`` package, with the same formula as the bm25s default.
+
+``rank_bm25``'s own variants differ from Lucene (BM25Okapi floors negative idf with an epsilon
+and multiplies by ``k1 + 1``), so :class:`LuceneBM25` subclasses its ``BM25`` base and overrides
+the idf and the scorer. It scans every passage per query term (that is how rank_bm25 works):
+fine for tiny corpora and for checking the fast backends' scores, slow beyond ~50k passages.
+Scores are float64, the fast backends' float32.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchenv.retrieval.base import Hit
+from searchenv.retrieval.ranking import (
+    MAX_QUERY_TERMS,
+    check_k,
+    check_query,
+    load_doc_rank,
+    save_doc_rank,
+    top_by_full_scores,
+)
+from searchenv.retrieval.tokenize import Tokenizer, tokenize_corpus
+
+FORMAT_VERSION = "rank_bm25-1"
+TOKENS_FILE = "tokens.pkl"
+
+
+def _rank_bm25_base() -> type:
+    try:
+        from rank_bm25 import BM25
+    except ImportError as error:
+        raise ImportError("the rank_bm25 backend needs rank-bm25: pip install -e .") from error
+    return BM25
+
+
+def lucene_idf(n_docs: int, doc_freq: int) -> float:
+    """Lucene's BM25 idf (never negative).
+
+    >>> round(lucene_idf(10, 1), 4), round(lucene_idf(10, 10), 4)
+    (1.9924, 0.0465)
+    """
+    return math.log(1.0 + (n_docs - doc_freq + 0.5) / (doc_freq + 0.5))
+
+
+def make_lucene_bm25(corpus_terms: list[list[str]], k1: float, b: float) -> Any:
+    """A ``rank_bm25.BM25`` subclass instance scoring with Lucene's formula."""
+    base = _rank_bm25_base()
+
+    class LuceneBM25(base):  # type: ignore[misc, valid-type]
+        def __init__(self, corpus: list[list[str]], k1: float, b: float) -> None:
+            self.k1 = k1
+            self.b = b
+            super().__init__(corpus)
+            lengths = np.asarray(self.doc_len, dtype=np.float64)
+            # The per-passage part of the denominator does not depend on the query.
+            self._length_norm = k1 * (1.0 - b + b * lengths / self.avgdl)
+
+        def _calc_idf(self, nd: dict[str, int]) -> None:
+            for word, doc_freq in nd.items():
+                self.idf[word] = lucene_idf(self.corpus_size, doc_freq)
+
+        def get_scores(self, query: list[str]) -> np.ndarray:
+            score = np.zeros(self.corpus_size)
+            for term in query:
+                idf = self.idf.get(term)
+                if idf is None:
+                    continue
+                tf = np.array([doc.get(term, 0) for doc in self.doc_freqs], dtype=np.float64)
+                score += idf * (tf / (tf + self._length_norm))
+            return score
+
+        def get_batch_scores(self, query: list[str], doc_ids: list[int]) -> list[float]:
+            return self.get_scores(query)[doc_ids].tolist()
+
+    return LuceneBM25(corpus_terms, k1, b)
+
+
+class RankBM25Retriever:
+    """BM25 through rank_bm25. Construct with :meth:`load` (after :meth:`build`)."""
+
+    backend = "rank_bm25"
+
+    def __init__(self, model: Any, doc_ids: Sequence[str], ranks: np.ndarray, tokenizer: Tokenizer) -> None:
+        self._model = model
+        self._doc_ids = doc_ids
+        self._ranks = ranks
+        self.tokenizer = tokenizer
+        self.n_docs: int = model.corpus_size
+
+    @staticmethod
+    def build(
+        corpus: Any,
+        folder: Path,
+        *,
+        tokenizer: Tokenizer,
+        k1: float,
+        b: float,
+        progress: bool = False,
+        threads: int = 1,
+    ) -> dict[str, int]:
+        """Pickle the tokenized corpus into ``folder`` (rank_bm25 rebuilds its counts at load)."""
+        terms = list(tokenize_corpus(corpus.passages(), tokenizer, progress=progress, total=len(corpus)))
+        n_tokens = sum(map(len, terms))
+        if n_tokens == 0:
+            raise ValueError("cannot index a corpus with no searchable terms (empty or all stopwords)")
+        with open(folder / TOKENS_FILE, "wb") as handle:
+            pickle.dump(terms, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        save_doc_rank(folder, corpus.doc_ids)
+        vocab_size = len({term for doc in terms for term in doc})
+        return {"n_docs": len(corpus), "n_tokens": n_tokens, "vocab_size": vocab_size}
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        corpus: Any,
+        *,
+        tokenizer: Tokenizer,
+        k1: float,
+        b: float,
+        threads: int = 1,
+    ) -> RankBM25Retriever:
+        with open(folder / TOKENS_FILE, "rb") as handle:
+            terms = pickle.load(handle)
+        if len(terms) != len(corpus):
+            raise ValueError(f"index at {folder} holds {len(terms)} docs, corpus {len(corpus)}")
+        model = make_lucene_bm25(terms, k1, b)
+        return cls(model, corpus.doc_ids, load_doc_rank(folder, len(corpus)), tokenizer)
+
+    def scores(self, query: str) -> np.ndarray:
+        """Every passage's score for ``query`` (float64, corpus order): for checking other backends."""
+        return self._model.get_scores(self.tokenizer(check_query(query))[:MAX_QUERY_TERMS])
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        k = check_k(k)
+        terms = self.tokenizer(check_query(query))[:MAX_QUERY_TERMS]
+        if k == 0 or not terms:
+            return []
+        return top_by_full_scores(self._model.get_scores(terms), k, self._ranks, self._doc_ids)
+
+    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        check_k(k)
+        return [self.search(query, k) for query in queries]

@@ -1,0 +1,190 @@
+"""The env contract: registration, checker, actions, episode ends, rewards, vector and group modes."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import searchenv
+from searchenv.env import SearchQAEnv
+from searchenv.registration import VARIANTS
+
+
+@pytest.fixture(scope="module")
+def env() -> SearchQAEnv:
+    return SearchQAEnv(split="test", max_turns=4)
+
+
+def test_both_spellings_make_the_env() -> None:
+    assert isinstance(gym.make("SearchQA-v0").unwrapped, SearchQAEnv)
+    assert isinstance(gym.make("searchenv:SearchQA-v0").unwrapped, SearchQAEnv)
+
+
+@pytest.mark.parametrize("env_id", sorted(VARIANTS))
+def test_check_env_passes_without_warnings(env_id: str) -> None:
+    env = gym.make(env_id, render_mode="ansi").unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=False)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_reset_is_seeded_by_np_random_only(env: SearchQAEnv) -> None:
+    first = [env.reset(seed=7)[1]["question_id"]] + [env.reset()[1]["question_id"] for _ in range(5)]
+    second = [env.reset(seed=7)[1]["question_id"]] + [env.reset()[1]["question_id"] for _ in range(5)]
+    assert first == second
+    assert len(set(first)) > 1
+
+
+def test_question_id_option_and_unknown_id(env: SearchQAEnv) -> None:
+    qid = env.questions[3].qid
+    observation, info = env.reset(options={"question_id": qid})
+    assert info["question_id"] == qid and env.questions[3].question in observation
+    with pytest.raises(ValueError, match="not in the 'test' split"):
+        env.reset(options={"question_id": "no-such-question"})
+
+
+def test_search_read_answer_episode(env: SearchQAEnv) -> None:
+    question = next(q for q in env.questions if q.kind == "capital")
+    env.reset(options={"question_id": question.qid})
+    obs, reward, terminated, truncated, info = env.step({"tool": "search", "query": question.question})
+    assert obs.startswith("<information>") and info["hits"] and reward == 0.0
+    assert not terminated and not truncated and "answers" not in info
+    doc_id = info["hits"][0]["doc_id"]
+    obs, *_ = env.step(f"<think>read the top hit</think><read>{doc_id}</read>")
+    assert obs.startswith(f"<information>\n[{doc_id}]")
+    obs, reward, terminated, truncated, info = env.step(f"<answer>{question.answers[0]}</answer>")
+    assert terminated and not truncated and info["correct"]
+    assert reward == pytest.approx(sum(env.preset.weights[k] * v for k, v in info["reward_breakdown"].items()))
+    assert info["answers"] == list(question.answers)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step("<answer>again</answer>")
+
+
+def test_budget_truncates_and_never_both(env: SearchQAEnv) -> None:
+    env.reset(seed=1)
+    flags = [env.step("no tags at all")[2:4] for _ in range(env.max_turns)]
+    assert flags[:-1] == [(False, False)] * (env.max_turns - 1)
+    assert flags[-1] == (False, True)
+
+
+@pytest.mark.parametrize(
+    "action, expected",
+    [
+        ("", "No complete action tag"),
+        ("<search></search>", "is empty"),
+        ("<search>unclosed", "No complete action tag"),
+        ("<read>../../../etc/passwd</read>", "Unknown doc id"),
+        ("<read>/etc/passwd</read>", "Unknown doc id"),
+        ("x" * 20_000, "characters long"),
+        ({"tool": "search"}, 'needs a "query"'),
+        ({"tool": "search", "query": 5}, "must be a string"),
+        (12345, "Actions are text or dicts"),
+    ],
+)
+def test_invalid_actions_get_explanations(env: SearchQAEnv, action: object, expected: str) -> None:
+    env.reset(seed=2)
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert obs.startswith("<error>") and expected in obs
+    assert info["tool"] is None and expected in info["error"]
+    assert not terminated and reward == 0.0
+
+
+def test_read_touches_nothing_outside_the_corpus(env: SearchQAEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import io
+    import os
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"file access during read: {args!r}")
+
+    env.reset(seed=3)
+    observations = []
+    with monkeypatch.context() as patched:
+        for module, name in ((builtins, "open"), (io, "open"), (os, "open"), (os, "listdir"), (os, "scandir")):
+            patched.setattr(module, name, forbidden)
+        for doc_id in ("/etc/passwd", "../../etc/shadow", "~/.ssh/id_rsa", "file:///etc/hosts"):
+            observations.append(env.step(f"<read>{doc_id}</read>")[0])
+    assert all("Unknown doc id" in obs for obs in observations)
+
+
+def test_gold_answers_never_leak_before_the_end() -> None:
+    """Swap every gold answer for a canary: it must not appear until the episode ends."""
+    base = SearchQAEnv(split="test", max_turns=6)
+    canary = "ZQXJ-canary-7781"
+    questions = {
+        split: tuple(dataclasses.replace(q, answers=(canary,)) for q in qs) for split, qs in base.task.splits.items()
+    }
+    task = dataclasses.replace(base.task, splits=questions)
+    env = SearchQAEnv(task=task, split="test", max_turns=6)
+    rng = np.random.default_rng(0)
+    for episode in range(30):
+        obs, info = env.reset(seed=episode)
+        seen = [obs, repr(info)]
+        question = env._by_id[info["question_id"]]
+        actions = [
+            {"tool": "search", "query": question.question},
+            f"<read>{question.supporting_doc_ids[0]}</read>",
+            "<read>bogus</read>",
+            "garbage",
+            {"tool": "search", "query": "answer gold " + canary[: int(rng.integers(1, 5))]},
+        ]
+        for action in actions:
+            obs, _, terminated, truncated, info = env.step(action)
+            seen += [obs, repr({k: v for k, v in info.items()})]
+        assert not any(canary in text for text in seen)
+        obs, _, terminated, _, info = env.step("<answer>x</answer>")
+        assert terminated and info["answers"] == [canary]
+
+
+def test_dense_rewards_sum_to_the_terminal_reward() -> None:
+    terminal = SearchQAEnv(split="test", max_turns=5, reward_preset="rezero")
+    dense = SearchQAEnv(split="test", max_turns=5, reward_preset="rezero", reward_mode="dense")
+    script = ["<search>capital</search>", "oops", "<search>capital city name</search>", "<answer>Paris</answer>"]
+    for seed in range(10):
+        totals = []
+        for env in (terminal, dense):
+            env.reset(seed=seed)
+            totals.append(sum(env.step(a)[1] for a in script))
+        assert totals[0] == pytest.approx(totals[1], abs=1e-9)
+
+
+def test_render_ansi_shows_the_transcript() -> None:
+    env = gym.make("SearchQA-v0", render_mode="ansi")
+    env.reset(seed=0)
+    env.step("<search>capital of France</search>")
+    text = env.render()
+    assert "Question:" in text and ">>> <search>capital of France</search>" in text
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_vector_envs(mode: str) -> None:
+    vec = gym.make_vec("SearchQA-v0", num_envs=2, vectorization_mode=mode, max_turns=2)
+    try:
+        observations, infos = vec.reset(seed=0)
+        assert len(observations) == 2 and all("Question:" in o for o in observations)
+        for _ in range(3):
+            observations, rewards, terminated, truncated, infos = vec.step(["<search>capital</search>"] * 2)
+        assert rewards.shape == (2,)
+    finally:
+        vec.close()
+
+
+def test_group_mode_gives_each_group_one_question() -> None:
+    vec = searchenv.make_group_vec(num_groups=3, group_size=2, max_turns=1)
+    try:
+        _, infos = vec.reset(seed=11)
+        ids = list(infos["question_id"])
+        assert ids[0] == ids[1] and ids[2] == ids[3] and ids[4] == ids[5]
+        assert len({ids[0], ids[2], ids[4]}) == 3
+        # Members end episodes at different times; the k-th episodes still share a question.
+        vec.step(["<answer>a</answer>", "bad", "<answer>b</answer>", "bad", "bad", "<answer>c</answer>"])
+        _, _, _, _, infos = vec.step(["<answer>x</answer>"] * 6)
+        assert infos["question_id"][0] == infos["question_id"][1]
+    finally:
+        vec.close()

@@ -1,0 +1,288 @@
+"""Tests of benchmarks.leaderboard: end to end on scripted agents, caching, interruption, summaries."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import leaderboard
+from benchmarks.leaderboard import RunConfig, compare_pairs, main, resolve_agent, summarize_rows
+from benchmarks.plots import render_markdown
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+AGENTS = ["random", "bm25", "oracle"]
+TINY = ["--max-questions", "3", "--samples-per-question", "2", "--seeds", "0", "--num-envs", "3"]
+# rank_bm25 on the 8k-passage Factbook costs milliseconds per query, while bm25s with numba spends
+# ~8 s compiling on its first query in a process: the leaderboard logic is the same either way.
+FAST = ["--bootstrap-resamples", "200", "--no-progress", "--backend", "rank_bm25"]
+REAL_RUN = leaderboard.run_agent_episodes
+
+
+def counting_runs(monkeypatch: pytest.MonkeyPatch, fail_on: str | None = None) -> Counter[str]:
+    """Wrap the episode runner: count runs per policy name, optionally crash on one policy."""
+    calls: Counter[str] = Counter()
+
+    def wrapper(policy: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        calls[policy.name] += 1
+        if policy.name == fail_on:
+            raise RuntimeError(f"simulated crash while running {policy.name}")
+        return REAL_RUN(policy, *args, **kwargs)
+
+    monkeypatch.setattr(leaderboard, "run_agent_episodes", wrapper)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("leaderboard")
+    assert main(["--agents", *AGENTS, *TINY, *FAST, "--out", str(out), "--compare", "oracle", "random"]) == 0
+    return out
+
+
+def test_end_to_end_outputs_parse(finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = json.loads((finished_run / "results.json").read_text())
+    assert [p["agent"] for p in results["pairs"]] == AGENTS
+    by_agent = {p["agent"]: p["summary"] for p in results["pairs"]}
+    for summary in by_agent.values():
+        assert summary["em"]["n_questions"] == 3 and summary["em"]["n_episodes"] == 6
+        assert set(summary["pass_at_k"]) == {"1", "2"}
+        assert summary["pass_at_k"]["1"]["mean"] <= summary["pass_at_k"]["2"]["mean"]
+        assert summary["em"]["low"] <= summary["em"]["mean"] <= summary["em"]["high"]
+        assert summary["reward_components"]
+        assert summary["tokens_generated"] is None  # scripted agents keep no token counter
+    # The oracle answers the canonical gold answer: the upper bound.
+    assert by_agent["oracle"]["em"]["mean"] == 1.0
+    assert by_agent["oracle"]["pass_at_k"]["2"]["mean"] == 1.0
+    assert by_agent["random"]["em"]["mean"] <= by_agent["oracle"]["em"]["mean"]
+    assert by_agent["oracle"]["behaviour"]["searches_per_episode"] >= 1.0
+    assert (
+        by_agent["random"]["behaviour"]["format_error_rate"]
+        >= by_agent["oracle"]["behaviour"]["format_error_rate"]
+    )
+
+    (comparison,) = results["comparisons"]
+    assert (comparison["a"], comparison["b"]) == ("oracle", "random")
+    assert comparison["diff"]["em"]["mean"] >= 0.0
+
+    for agent in AGENTS:
+        pair = json.loads((finished_run / f"{agent}__factbook.json").read_text())
+        assert len(pair["rows"]) == 6 and pair["key"]
+
+    markdown = (finished_run / "leaderboard.md").read_text()
+    for agent in AGENTS:
+        assert (
+            sum(line.startswith(f"| {agent} |") for line in markdown.splitlines()) == 3
+        )  # main, pass@k, rewards
+    assert "oracle - random" in markdown
+
+    for name in ("passk.png", "rewards.png"):
+        path = finished_run / name
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        assert str(path) in results["plots"]
+
+
+def test_rerun_with_same_arguments_loads_every_pair(
+    finished_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in finished_run.glob("*__factbook.json")}
+    calls = counting_runs(monkeypatch)
+    assert main(["--agents", *AGENTS, *TINY, *FAST, "--out", str(finished_run), "--no-plots"]) == 0
+    assert sum(calls.values()) == 0
+    assert before == {p.name: p.stat().st_mtime_ns for p in finished_run.glob("*__factbook.json")}
+
+
+def test_interrupted_run_resumes_without_redoing_finished_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["--agents", "random", "bm25", *TINY, *FAST, "--out", str(tmp_path), "--no-plots"]
+    crashed = counting_runs(monkeypatch, fail_on="bm25")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(argv)
+    assert crashed == Counter({"random": 1, "bm25": 1})
+    random_file = tmp_path / "random__factbook.json"
+    assert random_file.exists() and not (tmp_path / "bm25__factbook.json").exists()
+    assert not (tmp_path / "results.json").exists()
+    saved_bytes, saved_mtime = random_file.read_bytes(), random_file.stat().st_mtime_ns
+
+    resumed = counting_runs(monkeypatch)
+    assert main(argv) == 0
+    assert resumed == Counter({"bm25": 1})  # random was loaded, not played again
+    assert random_file.read_bytes() == saved_bytes and random_file.stat().st_mtime_ns == saved_mtime
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [p["agent"] for p in results["pairs"]] == ["random", "bm25"]
+
+    # Changed arguments key different pair files: both agents run again.
+    changed = counting_runs(monkeypatch)
+    argv_changed = [a if a != "3" else "2" for a in argv]  # --max-questions 2
+    assert main(argv_changed) == 0
+    assert changed == Counter({"random": 1, "bm25": 1})
+    assert json.loads(random_file.read_text())["config"]["max_questions"] == 2
+
+
+def test_damaged_pair_file_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "random__factbook.json").write_text("{ truncated")
+    calls = counting_runs(monkeypatch)
+    argv = ["--agents", "random", "--max-questions", "2", "--seeds", "0", *FAST, "--out", str(tmp_path)]
+    assert main([*argv, "--no-plots"]) == 0
+    assert calls == Counter({"random": 1})
+    assert json.loads((tmp_path / "random__factbook.json").read_text())["rows"]
+
+
+def test_bad_arguments_exit_with_usage_errors(tmp_path: Path) -> None:
+    for argv in (
+        ["--agents", "no-such-agent"],
+        ["--agents", "random", "--compare", "random", "bm25"],
+        ["--agents", "random", "random"],
+        ["--agents", "random", "--samples-per-question", "0"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--out", str(tmp_path)])
+        assert exit_info.value.code == 2
+
+
+def test_resolve_agent_names_and_checkpoints(tmp_path: Path) -> None:
+    assert resolve_agent("bm25").kind == "scripted"
+    checkpoint = tmp_path / "runs" / "sft"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    spec = resolve_agent(str(checkpoint))
+    assert (spec.kind, spec.label) == ("checkpoint", "runs_sft")
+    named = resolve_agent(f"my sft={checkpoint}")
+    assert named.label == "my_sft" and named.fingerprint == spec.fingerprint
+    (checkpoint / "model.safetensors").write_bytes(b"new weights")
+    assert resolve_agent(str(checkpoint)).fingerprint != spec.fingerprint  # a new save is a new agent
+
+
+class CountingPolicy:
+    """A stand-in for a trained checkpoint: the BM25 heuristic plus a generated-token counter."""
+
+    def __init__(self, seed: int) -> None:
+        from agents.scripted import make_policy
+
+        self._inner = make_policy("bm25", seed=seed)
+        self.name = "fake-lm"
+        self.tokens_generated = 0
+
+    def reset(self, indices: Any = None) -> None:
+        self._inner.reset(indices)
+
+    def act(self, observations: Any, infos: Any) -> list[Any]:
+        actions = self._inner.act(observations, infos)
+        self.tokens_generated += 10 * len(actions)
+        return actions
+
+
+def test_checkpoint_agents_load_lazily_with_decoding_and_token_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[dict[str, Any]] = []
+
+    def load_policy(path: str, **kwargs: Any) -> CountingPolicy:
+        loads.append({"path": path, **kwargs})
+        return CountingPolicy(kwargs["seed"])
+
+    # A fake agents.train: the leaderboard must reach checkpoints through its load_policy only.
+    monkeypatch.setitem(sys.modules, "agents.train", types.SimpleNamespace(load_policy=load_policy))
+    run = tmp_path / "runs" / "sft"
+    run.mkdir(parents=True)
+    (run / "state.json").write_text("{}")
+    out = tmp_path / "out"
+    argv = ["--agents", f"sft={run}", "--max-questions", "2", "--samples-per-question", "2"]
+    argv += ["--seeds", "0", "1", *FAST, "--out", str(out), "--no-plots", "--temperature", "0.7"]
+    assert main(argv) == 0
+    assert [(x["seed"], x["greedy"], x["temperature"]) for x in loads] == [(0, False, 0.7), (1, False, 0.7)]
+    assert loads[0]["path"] == str(run)
+    (pair,) = json.loads((out / "results.json").read_text())["pairs"]
+    assert pair["agent"] == "sft"
+    summary = pair["summary"]
+    assert summary["em"]["n_episodes"] == 8 and set(summary["pass_at_k"]) == {"1", "2", "4"}
+    assert summary["tokens_generated"] > 0
+    assert summary["tokens_per_episode"] == pytest.approx(summary["tokens_generated"] / 8)
+
+    assert main(argv) == 0 and len(loads) == 2  # cached
+    (run / "state.json").write_text('{"step": 2}')  # a new save: the agent is evaluated again
+    assert main(argv) == 0 and len(loads) == 4
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+
+
+def synthetic_record(correct: list[list[int]], agent: str = "a") -> dict[str, Any]:
+    rows = []
+    for q, samples in enumerate(correct):
+        for sample, ok in enumerate(samples):
+            queries = [f"query {q}", f"query {q}"] if ok else [f"query {q}", f"other {sample}"]
+            rows.append(
+                {
+                    "qid": f"q{q}",
+                    "seed": 0,
+                    "sample": sample,
+                    "em": float(ok),
+                    "f1": float(ok),
+                    "cover_em": float(ok),
+                    "correct": bool(ok),
+                    "reward": 4.0 * ok,
+                    "breakdown": {"correctness": float(ok), "format": 1.0},
+                    "stats": {
+                        "turns": 3,
+                        "invalid_turns": 0,
+                        "searches": 2,
+                        "reads": 0,
+                        "answered": True,
+                        "had_failed_search": True,
+                        "retried_after_failure": True,
+                    },
+                    "queries": queries,
+                    "wall_time": 0.01,
+                }
+            )
+    question_ids = [f"q{q}" for q in range(len(correct))]
+    return {"agent": agent, "task": "t", "question_ids": question_ids, "rows": rows, "wall_time_s": 1.0}
+
+
+def test_summarize_rows_pass_at_k_and_intervals() -> None:
+    record = synthetic_record([[1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
+    summary = summarize_rows(record, seeds=[0], n_resamples=200)
+    assert summary["em"]["mean"] == pytest.approx((0.25 + 1.0 + 0.0) / 3)
+    assert (summary["em"]["n_questions"], summary["em"]["n_episodes"]) == (3, 12)
+    assert summary["pass_at_k"]["1"]["mean"] == pytest.approx(summary["em"]["mean"])
+    assert summary["pass_at_k"]["2"]["mean"] == pytest.approx((0.5 + 1.0) / 3)
+    assert summary["pass_at_k"]["4"]["mean"] == pytest.approx(2 / 3)
+    assert summary["reward_components"] == {"correctness": pytest.approx(5 / 12), "format": 1.0}
+    assert summary["diversity"]["distinct_queries_per_question"] == pytest.approx((4 + 1 + 5) / 3)
+    assert summary["tokens_per_episode"] is None and summary["episodes_per_s"] == 12.0
+    unequal = synthetic_record([[1, 0], [1]])
+    with pytest.raises(ValueError, match="unequal samples"):
+        summarize_rows(unequal, seeds=[0])
+
+
+def test_compare_pairs_is_paired_by_question() -> None:
+    strong = synthetic_record([[1, 1]] * 10)["rows"]
+    weak = synthetic_record([[1, 0]] * 5 + [[0, 0]] * 5)["rows"]
+    diff = compare_pairs(strong, weak, n_resamples=200)
+    assert diff["em"]["mean"] == pytest.approx(1.0 - 0.25)
+    assert diff["em"]["low"] > 0 and diff["em"]["n"] == 10
+    assert compare_pairs(weak, strong, n_resamples=200)["em"]["high"] < 0
+
+
+def test_render_markdown_has_a_row_per_agent_and_marks_significance() -> None:
+    pairs = [
+        {
+            "agent": name,
+            "task": "t",
+            "summary": summarize_rows(synthetic_record(c, name), seeds=[0], n_resamples=50),
+        }
+        for name, c in (("good", [[1, 1]] * 6), ("bad", [[0, 0]] * 6))
+    ]
+    diff = compare_pairs(synthetic_record([[1, 1]] * 6)["rows"], synthetic_record([[0, 0]] * 6)["rows"], 50)
+    markdown = render_markdown(pairs, [{"a": "good", "b": "bad", "task": "t", "diff": diff}], RunConfig())
+    lines = markdown.splitlines()
+    assert sum(line.startswith("| good |") for line in lines) == 3
+    assert sum(line.startswith("| bad |") for line in lines) == 3
+    assert any(line.startswith("| good - bad |") and "*" in line for line in lines)

@@ -1,0 +1,299 @@
+"""The LM policy: chat segments and masks, batched KV-cached generation, log-probs, trajectories."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+import torch
+
+from agents.lm.chat import ChatFormat, encode_transcript
+from agents.lm.models import env_vocabulary_texts, load_model
+from agents.lm.policy import LMPolicy
+from agents.lm.trajectory import Trajectory, collect_trajectories, pad_batch, sequence_logprobs
+from searchenv.resources import shared_task
+
+torch.set_num_threads(1)
+
+PROMPTS = [
+    "Question: What is the capital of France?",
+    "Question: Which country has the larger population, Laos or Samoa?" + " Think carefully." * 5,
+    "Question: What is the currency of Japan?" + " Be brief." * 11,
+]
+OBSERVATIONS = [
+    "<information>\n[1] fr/government/000 | France — Government | Capital: Paris\n</information>",
+    "<error>No complete action tag found.</error>",
+    "<information>\n[1] ja/economy/002 | Japan — Economy | " + "yen " * 30 + "\n</information>",
+]
+ENV_KWARGS = {"split": "train", "max_turns": 3, "top_k": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_texts() -> list[str]:
+    task = shared_task("factbook")
+    passages = [(p.doc_id, p.title, p.text) for p in list(task.corpus.passages())[:600]]
+    questions = [q.question for q in task.questions("train")[:300]]
+    return list(env_vocabulary_texts(passages, questions))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_texts: list[str], cache_dir) -> tuple:
+    return load_model("tiny", cache_dir=cache_dir, corpus_texts=tiny_texts, seed=0)
+
+
+def _play_two_turns(policy: LMPolicy, indices: list[int]) -> list[list[str]]:
+    first = policy.act([PROMPTS[i] for i in indices], [{"turn": 0, "slot": i} for i in indices])
+    second = policy.act([OBSERVATIONS[i] for i in indices], [{"turn": 1, "slot": i} for i in indices])
+    return [first, second]
+
+
+def _fresh_logprobs(model, trajectories: list[Trajectory], temperature: float) -> tuple:
+    batch = pad_batch(trajectories, pad_id=0)
+    with torch.no_grad():
+        fresh = sequence_logprobs(model, batch, temperature=temperature)
+    mask = batch["action_mask"][:, 1:].bool()
+    return fresh[mask], batch["old_logprobs"][:, 1:][mask]
+
+
+def _as_trajectory(record, qid: str = "q") -> Trajectory:
+    return Trajectory(qid, record.token_ids, record.action_mask, record.logprobs, 0.0, False, {}, 0)
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def test_tiny_model_is_small_deterministic_and_cached(tiny, tiny_texts, cache_dir, tmp_path) -> None:
+    model, tokenizer = tiny
+    assert 3e6 < sum(p.numel() for p in model.parameters()) < 12e6
+    assert tokenizer.convert_tokens_to_ids("</search>") != tokenizer.unk_token_id  # tags are single tokens
+    assert len(tokenizer.tokenize("</search>")) == 1
+    again, again_tokenizer = load_model("tiny", cache_dir=tmp_path, corpus_texts=tiny_texts, seed=0)
+    assert again_tokenizer.get_vocab() == tokenizer.get_vocab()
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    other, _ = load_model("tiny", cache_dir=tmp_path, corpus_texts=tiny_texts, seed=1)
+    assert not torch.equal(other.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    assert len(list(cache_dir.glob("tiny-*"))) == 1  # the second load of seed 0 built nothing new
+    assert not list(tmp_path.glob(".*tmp"))  # no temp folder left behind
+
+
+def test_unknown_source_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown model source"):
+        load_model("no-such-model")
+
+
+# -- chat segments ------------------------------------------------------------------------------
+
+
+def test_segments_equal_one_shot_tokenization(tiny) -> None:
+    _, tokenizer = tiny
+    fmt = ChatFormat.from_tokenizer(tokenizer)
+    turns = [
+        ("<think>look it up</think><search>capital of France</search>", OBSERVATIONS[0]),
+        (
+            "<read>fr/government/000</read>",
+            "<information>\n[fr/government/000] France\nParis\n</information>",
+        ),
+        (" <answer>Paris</answer>", "Answer submitted."),
+    ]
+    token_ids, action_mask = fmt.encode_episode(PROMPTS[0], turns)
+    assert token_ids == fmt.encode(fmt.render(PROMPTS[0], turns))
+    assert token_ids[-1] == fmt.end_of_turn_id and action_mask[-1] == 1
+    # Exactly the action tokens and their end-of-turn tokens are masked in.
+    expected_actions = [fmt.action_ids(action) for action, _ in turns]
+    assert sum(action_mask) == sum(map(len, expected_actions))
+    runs = _mask_runs(token_ids, action_mask)
+    assert runs == expected_actions
+    transcript = (("", PROMPTS[0]), *turns)
+    assert encode_transcript(tokenizer, transcript) == (token_ids, action_mask)
+
+
+def _mask_runs(token_ids: list[int], action_mask: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for position, (token, mask) in enumerate(zip(token_ids, action_mask, strict=True)):
+        if mask:
+            if position == 0 or not action_mask[position - 1]:
+                runs.append([])
+            runs[-1].append(token)
+    return runs
+
+
+# -- generation -------------------------------------------------------------------------------
+
+
+def test_generation_stops_at_the_first_closing_tag(tiny_texts, cache_dir) -> None:
+    model, tokenizer = load_model("tiny", cache_dir=cache_dir, corpus_texts=tiny_texts, seed=0)
+    fmt = ChatFormat.from_tokenizer(tokenizer)
+    target = "<think>go</think><search>capital of France</search><answer>Paris</answer>"
+    sequence = torch.tensor([fmt.prompt_ids(PROMPTS[0]) + fmt.action_ids(target)])
+    # Teach the model to write past the first action; the policy must cut it at </search>.
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(80):
+        loss = model(input_ids=sequence, labels=sequence).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    policy = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=40)
+    (action,) = policy.act([PROMPTS[0]], [{"turn": 0}])
+    assert action == "<think>go</think><search>capital of France</search>"
+    record = policy.pop_episode(0)
+    assert record.token_ids[-2:] == [tokenizer.convert_tokens_to_ids("</search>"), fmt.end_of_turn_id]
+    assert record.n_generated == len(fmt.action_ids(action))
+
+
+def test_max_new_tokens_bounds_each_action(tiny) -> None:
+    model, tokenizer = tiny
+    policy = LMPolicy(model, tokenizer, max_new_tokens=5, seed=3)
+    _play_two_turns(policy, [0, 1])
+    for index in (0, 1):
+        record = policy.pop_episode(index)
+        runs = _mask_runs(record.token_ids, record.action_mask)
+        assert len(runs) == 2
+        for run in runs:
+            assert 1 <= len(run) <= 6 and run[-1] in policy.format.stop_token_ids
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny) -> None:
+    model, tokenizer = tiny
+    batched = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=12)
+    batched_actions = _play_two_turns(batched, [0, 1, 2])
+    for index in range(3):
+        single = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=12)
+        single_actions = _play_two_turns(single, [index])
+        assert [turn[0] for turn in single_actions] == [turn[index] for turn in batched_actions]
+        alone, together = single.pop_episode(index), batched.pop_episode(index)
+        assert alone.token_ids == together.token_ids
+        assert alone.action_mask == together.action_mask
+        assert alone.logprobs == pytest.approx(together.logprobs, abs=1e-4)
+
+
+def test_logprobs_equal_a_fresh_forward_pass(tiny) -> None:
+    model, tokenizer = tiny
+    policy = LMPolicy(model, tokenizer, temperature=0.7, top_p=0.9, max_new_tokens=16, seed=5)
+    _play_two_turns(policy, [0, 1, 2])
+    trajectories = [_as_trajectory(policy.pop_episode(i)) for i in range(3)]
+    fresh, recorded = _fresh_logprobs(model, trajectories, policy.logprob_temperature)
+    assert fresh.numel() == sum(t.n_generated for t in trajectories)
+    assert torch.allclose(fresh, recorded, atol=1e-4)
+    assert (recorded < 0).all()
+
+
+def test_action_mask_marks_exactly_the_generated_tokens(tiny) -> None:
+    model, tokenizer = tiny
+    policy = LMPolicy(model, tokenizer, max_new_tokens=10, seed=2)
+    actions = _play_two_turns(policy, [0, 1])
+    fmt = policy.format
+    for index in (0, 1):
+        record = policy.pop_episode(index)
+        prompt, observation = fmt.prompt_ids(PROMPTS[index]), fmt.observation_ids(OBSERVATIONS[index])
+        runs = _mask_runs(record.token_ids, record.action_mask)
+        expected = prompt + runs[0] + observation + runs[1]
+        assert record.token_ids == expected
+        assert record.action_mask == [0] * len(prompt) + [1] * len(runs[0]) + [0] * len(observation) + [
+            1
+        ] * len(runs[1])
+        assert [fmt.decode_action(run) for run in runs] == [turn[index] for turn in actions]
+        assert record.n_generated == sum(record.action_mask)
+        assert all(lp == 0.0 for lp, m in zip(record.logprobs, record.action_mask, strict=True) if not m)
+
+
+def test_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny) -> None:
+    model, tokenizer = tiny
+    state = torch.random.get_rng_state()
+    first = _play_two_turns(LMPolicy(model, tokenizer, seed=11, max_new_tokens=8), [0, 1])
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert _play_two_turns(LMPolicy(model, tokenizer, seed=11, max_new_tokens=8), [0, 1]) == first
+    assert _play_two_turns(LMPolicy(model, tokenizer, seed=12, max_new_tokens=8), [0, 1]) != first
+
+
+def test_context_overflow_truncates_then_ends_without_crashing(tiny) -> None:
+    model, tokenizer = tiny
+    policy = LMPolicy(model, tokenizer, max_new_tokens=8, max_context_tokens=256, seed=0)
+    long_observation = "<information>\n" + "word " * 400 + "\n</information>"
+    policy.act(["filler " * 400 + PROMPTS[0]], [{"turn": 0}])  # the prompt keeps its tail
+    record = policy._slots[0].record
+    assert "capital of France" in tokenizer.decode(record.token_ids)
+    actions = [policy.act([long_observation], [{"turn": t}])[0] for t in range(1, 6)]
+    record = policy.pop_episode(0)
+    assert len(record.token_ids) <= 256
+    assert record.context_exhausted and actions[-1] == ""
+    assert "[... truncated]" in tokenizer.decode(record.token_ids)
+    trajectory = _as_trajectory(record)
+    fresh, recorded = _fresh_logprobs(model, [trajectory], 1.0)
+    assert torch.allclose(fresh, recorded, atol=1e-4)
+
+
+def test_bad_arguments_are_clear_errors(tiny) -> None:
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="temperature"):
+        LMPolicy(model, tokenizer, temperature=0.0)
+    with pytest.raises(ValueError, match="max_context_tokens"):
+        LMPolicy(model, tokenizer, max_context_tokens=32)
+    policy = LMPolicy(model, tokenizer)
+    with pytest.raises(KeyError, match="slot 3"):
+        policy.pop_episode(3)
+    with pytest.raises(ValueError, match="same slot"):
+        policy.act(["a", "b"], [{"turn": 0, "slot": 1}, {"turn": 0, "slot": 1}])
+    with pytest.raises(ValueError, match="differ in length"):
+        Trajectory("q", [1, 2], [0], [0.0, 0.0], 0.0, False, {}, 0)
+
+
+# -- in the env -------------------------------------------------------------------------------
+
+
+def test_policy_plays_full_episodes_in_the_env(tiny) -> None:
+    model, tokenizer = tiny
+    policy = LMPolicy(model, tokenizer, max_new_tokens=12, seed=0, name="tiny")
+    trajectories = collect_trajectories(
+        policy, ENV_KWARGS, 6, num_envs=4, group_size=2, seed=3, progress=False
+    )
+    assert len(trajectories) == 6
+    assert [t.group_id for t in trajectories] == [0, 0, 1, 1, 2, 2]
+    for first, second in zip(trajectories[::2], trajectories[1::2], strict=True):
+        assert first.question_id == second.question_id
+    for trajectory in trajectories:
+        assert trajectory.breakdown and isinstance(trajectory.reward, float)
+        assert 1 <= len(_mask_runs(trajectory.token_ids, trajectory.action_mask)) <= 3
+    fresh, recorded = _fresh_logprobs(model, trajectories, policy.logprob_temperature)
+    assert torch.allclose(fresh, recorded, atol=1e-4)
+
+    ids = [trajectories[0].question_id, trajectories[4].question_id]
+    chosen = collect_trajectories(policy, ENV_KWARGS, None, question_ids=ids, num_envs=2, progress=False)
+    assert [t.question_id for t in chosen] == ids
+
+
+def test_policy_accepts_vector_env_batches(tiny) -> None:
+    model, tokenizer = tiny
+    envs = gym.make_vec("SearchQA-v0", num_envs=2, vectorization_mode="sync", **ENV_KWARGS)
+    observations, infos = envs.reset(seed=0)
+    policy = LMPolicy(model, tokenizer, max_new_tokens=6, seed=0)
+    actions = policy.act(list(observations), infos)
+    envs.step(actions)
+    envs.close()
+    assert len(actions) == 2 and all(isinstance(a, str) for a in actions)
+    assert sum(policy.pop_episode(1).action_mask) >= 1
+
+
+# -- SmolLM2 (slow: conversion on first use, bigger model) -------------------------------------
+
+
+@pytest.mark.slow
+def test_smollm2_loads_offline_and_plays_episodes() -> None:
+    model, tokenizer = load_model("smollm2-135m")
+    fmt = ChatFormat.from_tokenizer(tokenizer)
+    turns = [("<search>capital of France</search>", OBSERVATIONS[0]), ("<answer>Paris</answer>", "ok")]
+    assert fmt.encode_episode(PROMPTS[0], turns)[0] == fmt.encode(fmt.render(PROMPTS[0], turns))
+    policy = LMPolicy(model, tokenizer, max_new_tokens=16, temperature=0.7, seed=0, name="smollm2")
+    env_kwargs = {"split": "train", "max_turns": 2, "top_k": 2, "snippet_chars": 120}
+    trajectories = collect_trajectories(policy, env_kwargs, 4, num_envs=4, progress=False)
+    assert len(trajectories) == 4
+    for trajectory in trajectories:
+        runs = _mask_runs(trajectory.token_ids, trajectory.action_mask)
+        assert 1 <= len(runs) <= 2 and all(len(run) <= 17 for run in runs)
+    fresh, recorded = _fresh_logprobs(model, trajectories, policy.logprob_temperature)
+    assert torch.allclose(fresh, recorded, atol=1e-3)

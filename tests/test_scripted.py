@@ -1,0 +1,60 @@
+"""Scripted baselines on the factbook test split, and the reward-hacking probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.rollout import run_episodes, summarize
+from agents.scripted import PROBES, make_policy
+from searchenv.resources import shared_task
+
+ENV_KWARGS = {"split": "test", "max_turns": 8}
+
+
+@pytest.fixture(scope="module")
+def test_ids() -> list[str]:
+    return [q.qid for q in shared_task("factbook").questions("test")]
+
+
+@pytest.fixture(scope="module")
+def results(test_ids: list[str]) -> dict[str, list]:
+    names = ("random", "bm25", "oracle", *PROBES)
+    return {
+        name: run_episodes(make_policy(name), ENV_KWARGS, question_ids=test_ids, progress=False) for name in names
+    }
+
+
+def test_oracle_is_the_upper_bound(results: dict[str, list]) -> None:
+    assert summarize(results["oracle"])["em"] >= 0.95
+
+
+def test_heuristic_beats_random_and_random_is_near_zero(results: dict[str, list]) -> None:
+    random_em = summarize(results["random"])["em"]
+    assert random_em < 0.05
+    assert summarize(results["bm25"])["em"] > random_em + 0.1
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_hacking_probes_earn_less_than_the_honest_heuristic(results: dict[str, list], probe: str) -> None:
+    honest = np.mean([r.reward for r in results["bm25"]])
+    hacked = np.mean([r.reward for r in results[probe]])
+    assert hacked < honest, f"{probe} earns {hacked:.3f} >= heuristic {honest:.3f} under the default preset"
+
+
+def test_results_follow_the_requested_question_order(results: dict[str, list], test_ids: list[str]) -> None:
+    assert [r.question_id for r in results["bm25"]] == test_ids
+
+
+def test_rollout_is_reproducible_whatever_the_batch_size(test_ids: list[str]) -> None:
+    ids = test_ids[:12]
+    one = run_episodes(make_policy("random", seed=3), ENV_KWARGS, question_ids=ids, num_envs=1, progress=False)
+    four = run_episodes(make_policy("random", seed=3), ENV_KWARGS, question_ids=ids, num_envs=4, progress=False)
+    # Random draws come from the policy's own generator in act-call order, so batch size changes
+    # which draw an episode gets; the env side (question, seeds) must not change.
+    assert [r.question_id for r in one] == [r.question_id for r in four] == ids
+
+
+def test_unknown_policy_name() -> None:
+    with pytest.raises(ValueError, match="known"):
+        make_policy("genius")
