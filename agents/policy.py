@@ -16,7 +16,8 @@ class Policy(Protocol):
     per-env state key it by ``slot(infos[i], i)``: the env's slot in a fixed-size batch, which
     ``agents.rollout`` puts in ``info["slot"]`` when it passes only the envs still running (a
     gymnasium vector env passes every env, in order, so the position is the slot). An
-    observation with ``infos[i]["turn"] == 0`` is a reset prompt: a new episode for that slot. ``reset(indices)`` forgets the history of the given envs
+    observation with ``infos[i]["turn"] == 0`` is a reset prompt: a new episode for that slot.
+    ``reset(indices)`` forgets the history of the given envs
     (all of them when ``indices`` is None). Actions are raw text or structured dicts such as
     ``{"tool": "search", "query": "capital of France"}``.
     """

@@ -83,7 +83,9 @@ def run_episodes(
             slots = sorted(running)
             actions = policy.act([observations[s] for s in slots], [infos[s] for s in slots])
             if len(actions) != len(slots):
-                raise RuntimeError(f"{policy!r} returned {len(actions)} actions for {len(slots)} observations")
+                raise RuntimeError(
+                    f"{policy!r} returned {len(actions)} actions for {len(slots)} observations"
+                )
             for slot, action in zip(slots, actions):
                 obs, reward, terminated, truncated, info = envs[slot].step(action)
                 info["slot"] = slot

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +22,17 @@ from agents.policy import Action, slot
 from tasks.records import Question, Task
 
 _HIT_RE = re.compile(r"^\[(\d+)\] (\S+) \| (.*?) \| (.*)$", re.MULTILINE)
-_READ_RE = re.compile(r"^\[(\S+)\] .*?\n(.*)\n</information>$", re.DOTALL)
+_READ_RE = re.compile(r"^<information>\n\[(\S+)\] (.*?)\n(.*)\n</information>$", re.DOTALL)
 _QUESTION_RE = re.compile(r"^Question: (.*)$", re.MULTILINE)
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _CLAUSE_RE = re.compile(r"(?<=[;.])\s+|\n+|\s+\|\s+")
 _PAREN_RE = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _TRAILING_NUMBER_RE = re.compile(r"\s+-?[\d,.]+\s*(m|km|ft)?\s*$")
 QUESTION_WORDS = frozenset(
-    "what which who whom whose where when how is are was were the a an of in on to for by and or does do did "
-    "country countries used its it this that with has have".split()
+    (
+        "what which who whom whose where when how is are was were the a an of in on to for by and or "
+        "does do did country countries used its it this that with has have"
+    ).split()
 )
 
 
@@ -65,25 +67,58 @@ def clean_value(value: str) -> str:
     'euros'
     >>> clean_value("Mont Blanc 4,810 m")
     'Mont Blanc'
+    >>> clean_value("47,735,685 (2025 est.)")
+    '47,735,685'
     """
     value = _PAREN_RE.sub(" ", value)
     value = re.split(r"\s+per\s+US dollar|\s+-\s*$|;", value)[0]
-    value = _TRAILING_NUMBER_RE.sub("", value.strip())
-    return re.sub(r"\s+", " ", value).strip(" ,.-:")
+    without_number = _TRAILING_NUMBER_RE.sub("", value.strip())
+    if re.search(r"[^\W\d_]", without_number):
+        value = without_number
+    return re.sub(r"\s+", " ", value).strip(" ,.-:)(")
 
 
-def extract_answer(question: str, texts: Sequence[str]) -> tuple[str, float]:
+def subject_of(title: str) -> str:
+    """The entity a passage is about: its title before the section name.
+
+    >>> subject_of("France — Government")
+    'France'
+    """
+    return title.split(" — ")[0].strip()
+
+
+def first_number(text: str) -> float | None:
+    """The first number in a text, thousands separators allowed.
+
+    >>> first_number("Mont Blanc 4,810 m")
+    4810.0
+    """
+    match = re.search(r"-?\d[\d,]*(?:\.\d+)?", text)
+    return float(match.group(0).replace(",", "")) if match else None
+
+
+def extract_answer(
+    question: str, texts: Sequence[tuple[str, str]], *, raw: bool = False
+) -> tuple[str, float]:
     """The value of the clause whose label best matches the question, with a match score.
 
-    A clause is ``label: value``; the label is what precedes its last colon. The score counts
-    question words in the label (twice) and in the whole clause.
+    ``texts`` are (title, text) pairs. A clause is ``label: value``; the label is what precedes
+    its last colon. Passages whose title names an entity of the question are preferred; the
+    score counts question words in the label (twice) and in the whole clause. With ``raw`` the
+    value comes back uncleaned (for numbers).
 
-    >>> extract_answer("What is the capital of France?", ["Capital: name: Paris; time difference: UTC+1"])
+    >>> texts = [("France — Government", "Capital: name: Paris; x: y")]
+    >>> extract_answer("What is the capital of France?", texts)
     ('Paris', 3.0)
     """
     question_words = set(content_words(question))
+    title_scores = [len(question_words & set(content_words(subject_of(title)))) for title, _ in texts]
+    best_title = max(title_scores, default=0)
+    wants_one_item = re.search(r"\b(an?)\s+(official language|national symbol)", question.lower()) is not None
     best, best_score = "", 0.0
-    for text in texts:
+    for (_, text), title_score in zip(texts, title_scores):
+        if title_score < best_title:
+            continue
         for clause in _CLAUSE_RE.split(text):
             label, colon, value = clause.rpartition(":")
             if not colon or not value.strip():
@@ -91,10 +126,48 @@ def extract_answer(question: str, texts: Sequence[str]) -> tuple[str, float]:
             label_words = set(_WORD_RE.findall(label.lower()))
             clause_words = set(_WORD_RE.findall(clause.lower()))
             score = 2.0 * len(question_words & label_words) + len(question_words & clause_words)
-            answer = clean_value(value)
+            answer = value.strip() if raw else clean_value(value)
+            if wants_one_item and not raw:
+                answer = answer.split(",")[0].strip()
             if score > best_score and answer:
                 best, best_score = answer, score
     return best, best_score
+
+
+_BRIDGE_RE = re.compile(
+    r"the country (whose .+?|that gained independence on .+?)( gain independence\?| have\?|\?)$"
+)
+_CONDITION_VALUE_RE = re.compile(r"(?: is | on )(.+)$")
+_COMPARE_RE = re.compile(r"^Which has the larger (.+?), (.+?) or (.+?)\?$")
+_COMPARE_ELEVATION_RE = re.compile(r"^Whose highest point is higher, (.+?) or (.+?)\?$")
+
+
+def split_bridge(question: str) -> tuple[str, str] | None:
+    """(condition, outer question with ``{}`` for the entity) for a bridge question.
+
+    >>> split_bridge('What is the capital of the country whose national anthem is "Kassaman"?')
+    ('whose national anthem is "Kassaman"', 'What is the capital of {}?')
+    """
+    match = _BRIDGE_RE.search(question)
+    if match is None:
+        return None
+    outer = question[: match.start()] + "{}" + match.group(2)
+    return match.group(1), outer
+
+
+def split_comparison(question: str) -> tuple[str, tuple[str, str]] | None:
+    """(attribute, (option a, option b)) for a comparison question.
+
+    >>> split_comparison("Which has the larger total area, Cabo Verde or Djibouti?")
+    ('total area', ('Cabo Verde', 'Djibouti'))
+    """
+    match = _COMPARE_RE.match(question)
+    if match:
+        return match.group(1), (match.group(2), match.group(3))
+    match = _COMPARE_ELEVATION_RE.match(question)
+    if match:
+        return "highest point elevation", (match.group(1), match.group(2))
+    return None
 
 
 @dataclass
@@ -105,9 +178,10 @@ class _Episode:
     question_id: str = ""
     queries: list[str] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
+    texts: list[tuple[str, str]] = field(default_factory=list)
     last_hits: list[tuple[str, str, str]] = field(default_factory=list)
-    turn: int = 0
+    plan: Generator[str, None, None] | None = None
+    guess: str = ""
 
 
 class _ScriptedPolicy:
@@ -130,16 +204,17 @@ class _ScriptedPolicy:
         for position, (observation, info) in enumerate(zip(observations, infos)):
             key = slot(info, position)
             if info.get("turn", 0) == 0 or key not in self._episodes:
-                self._episodes[key] = _Episode(question=question_of(observation), question_id=info["question_id"])
+                self._episodes[key] = _Episode(
+                    question=question_of(observation), question_id=info["question_id"]
+                )
             episode = self._episodes[key]
-            episode.turn = int(info.get("turn", 0))
             hits = parse_hits(observation)
             if hits:
                 episode.last_hits = hits
-                episode.texts.extend(snippet for _, _, snippet in hits)
-            read = _READ_RE.search(observation)
-            if read and observation.startswith("<information>\n[") and not hits:
-                episode.texts.append(read.group(2))
+                episode.texts.extend((title, snippet) for _, title, snippet in hits)
+            read = _READ_RE.match(observation)
+            if read and not hits:
+                episode.texts.append((read.group(2), read.group(3)))
             actions.append(self.decide(episode, info))
         return actions
 
@@ -170,33 +245,105 @@ class RandomPolicy(_ScriptedPolicy):
             return self.search(episode, " ".join(picked))
         if tool == "read" and episode.last_hits:
             return self.read(episode, episode.last_hits[int(self._rng.integers(len(episode.last_hits)))][0])
-        seen = [w for text in episode.texts for w in _WORD_RE.findall(text)] or words
+        seen = [w for _, text in episode.texts for w in _WORD_RE.findall(text)] or words
         return f"<answer>{seen[int(self._rng.integers(len(seen)))]}</answer>"
 
 
 class BM25HeuristicPolicy(_ScriptedPolicy):
-    """Search the question, read the top hit, answer with the best-matching field value."""
+    """Search, read the hit about the question's entity, answer with the best-matching value.
+
+    A bridge question ("... of the country whose X is Y?") is solved in two hops: search the
+    condition, take the entity of the passage that holds its value, then ask the outer
+    question about that entity. A comparison looks up each option and compares the numbers.
+    When the extracted value matches the question poorly it searches once more.
+    """
 
     name = "bm25"
 
-    def __init__(self, seed: int = 0, confident_score: float = 4.0, max_searches: int = 2) -> None:
+    def __init__(self, seed: int = 0, confident_score: float = 4.0) -> None:
         super().__init__(seed)
         self.confident_score = confident_score
-        self.max_searches = max_searches
 
     def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
-        words = content_words(episode.question)
-        if not episode.queries:
-            return self.search(episode, " ".join(words) or episode.question)
-        unread = [doc_id for doc_id, _, _ in episode.last_hits if doc_id not in episode.reads]
-        if len(episode.reads) < len(episode.queries) and unread:
-            return self.read(episode, unread[0])
-        answer, score = extract_answer(episode.question, episode.texts)
-        turns_left = int(info.get("turns_left", 1))
-        if score >= self.confident_score or len(episode.queries) >= self.max_searches or turns_left <= 1:
-            return f"<answer>{answer or (words[-1] if words else 'unknown')}</answer>"
-        # Unsure: search again with the question's words in another order, the label words first.
-        return self.search(episode, " ".join(reversed(words)) + " name")
+        if episode.plan is None:
+            episode.plan = self.plan(episode)
+        if int(info.get("turns_left", 1)) > 1:
+            action = next(episode.plan, None)
+            if action is not None:
+                return action
+        return f"<answer>{episode.guess or 'unknown'}</answer>"
+
+    def plan(self, episode: _Episode) -> Generator[str, None, None]:
+        """The actions for one episode; each ``yield`` resumes after the env has answered."""
+        question = episode.question
+        bridge = split_bridge(question)
+        if bridge is not None:
+            condition, outer = bridge
+            yield self.search(episode, " ".join(content_words(condition)))
+            value = _CONDITION_VALUE_RE.search(condition)
+            entity = self.entity_holding(episode, value.group(1) if value else condition)
+            if entity is None:
+                return
+            question = outer.format(entity)
+        comparison = split_comparison(question)
+        if comparison is not None:
+            yield from self.compare(episode, *comparison)
+            return
+        yield from self.lookup(episode, question)
+        if episode.guess:
+            yield f"<answer>{episode.guess}</answer>"
+
+    def lookup(self, episode: _Episode, question: str, *, raw: bool = False) -> Generator[str, None, None]:
+        """Search the question, read the best hit, set ``episode.guess``; retry once if unsure."""
+        words = content_words(question)
+        for query in (" ".join(words), " ".join([*reversed(words), "name"])):
+            if query in episode.queries:
+                continue
+            yield self.search(episode, query)
+            target = self.best_hit(episode, question)
+            if target is not None:
+                yield self.read(episode, target)
+            answer, score = extract_answer(question, episode.texts, raw=raw)
+            episode.guess = answer or episode.guess
+            if score >= self.confident_score:
+                return
+
+    def compare(
+        self, episode: _Episode, attribute: str, options: tuple[str, str]
+    ) -> Generator[str, None, None]:
+        values: list[float | None] = []
+        for option in options:
+            yield from self.lookup(episode, f"What is the {attribute} of {option}?", raw=True)
+            values.append(first_number(episode.guess))
+        first, second = values
+        episode.guess = (
+            options[1] if first is not None and second is not None and second > first else options[0]
+        )
+        yield f"<answer>{episode.guess}</answer>"
+
+    def best_hit(self, episode: _Episode, question: str) -> str | None:
+        """The unread hit that names the question's entity and shares most words with it.
+
+        The entity in the title counts most; words in the snippet break ties, then rank.
+        """
+        words = set(content_words(question))
+        unread = [hit for hit in episode.last_hits if hit[0] not in episode.reads]
+        if not unread:
+            return None
+        scores = [
+            10 * len(words & set(content_words(subject_of(title)))) + len(words & set(content_words(snippet)))
+            for _, title, snippet in unread
+        ]
+        return unread[int(np.argmax(scores))][0]
+
+    @staticmethod
+    def entity_holding(episode: _Episode, value: str) -> str | None:
+        """The entity of the retrieved passage that contains ``value`` (else the top hit's)."""
+        needle = value.strip(' "?').lower()
+        for _, title, snippet in episode.last_hits:
+            if needle and needle in snippet.lower():
+                return subject_of(title)
+        return subject_of(episode.last_hits[0][1]) if episode.last_hits else None
 
 
 class OraclePolicy(_ScriptedPolicy):
@@ -211,7 +358,11 @@ class OraclePolicy(_ScriptedPolicy):
     def __init__(self, task: Task, seed: int = 0) -> None:
         super().__init__(seed)
         self._questions: dict[str, Question] = {q.qid: q for qs in task.splits.values() for q in qs}
-        self._titles = {doc_id: task.corpus[doc_id].title for q in self._questions.values() for doc_id in q.supporting_doc_ids}
+        self._titles = {
+            doc_id: task.corpus[doc_id].title
+            for q in self._questions.values()
+            for doc_id in q.supporting_doc_ids
+        }
 
     def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
         question = self._questions[episode.question_id]
@@ -269,7 +420,7 @@ class CandidateListPolicy(BM25HeuristicPolicy):
         if not episode.queries:
             return self.search(episode, " ".join(content_words(episode.question)) or episode.question)
         candidates: dict[str, None] = {}
-        for text in episode.texts:
+        for _, text in episode.texts:
             for clause in _CLAUSE_RE.split(text):
                 _, colon, value = clause.rpartition(":")
                 cleaned = clean_value(value) if colon else ""

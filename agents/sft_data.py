@@ -126,7 +126,9 @@ def epoch_batch_indices(n_examples: int, batch_size: int, step: int, seed: int) 
     2
     """
     if n_examples < 1 or batch_size < 1 or step < 0:
-        raise ValueError(f"need n_examples, batch_size >= 1 and step >= 0; got {n_examples}, {batch_size}, {step}")
+        raise ValueError(
+            f"need n_examples, batch_size >= 1 and step >= 0; got {n_examples}, {batch_size}, {step}"
+        )
     start = step * batch_size
     indices = []
     for position in range(start, start + batch_size):

@@ -217,7 +217,9 @@ class TrainConfig:
             raise ValueError("grpo needs group_size >= 2: a group of one has no baseline")
         group = self.group_size or 1
         if self.episodes_per_step % group:
-            raise ValueError(f"episodes_per_step={self.episodes_per_step} must be a multiple of group_size={group}")
+            raise ValueError(
+                f"episodes_per_step={self.episodes_per_step} must be a multiple of group_size={group}"
+            )
 
     @property
     def is_pretrained(self) -> bool:
@@ -314,10 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + field.name.replace("_", "-")
         annotation = hints[field.name]
         if annotation is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=docs.get(field.name))
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=field.default, help=docs.get(field.name)
+            )
             continue
         converter, choices = _argument_type(annotation)
-        parser.add_argument(flag, type=converter, choices=choices, default=field.default, help=docs.get(field.name))
+        parser.add_argument(
+            flag, type=converter, choices=choices, default=field.default, help=docs.get(field.name)
+        )
     return parser
 
 
@@ -361,7 +367,9 @@ def _tokenizer_texts(task: str) -> list[str] | None:
     return list(env_vocabulary_texts(passages, [q.question for q in loaded.questions("train")]))
 
 
-def load_base_model(source: str, *, task: str, seed: int, dtype: str, cache_dir: str | None) -> tuple[Any, Any]:
+def load_base_model(
+    source: str, *, task: str, seed: int, dtype: str, cache_dir: str | None
+) -> tuple[Any, Any]:
     """(model, tokenizer) from a model source ('tiny', 'smollm2-135m', a folder) or a checkpoint."""
     path = Path(source)
     if path.exists() and (_is_checkpoint(path) or ckpt.latest_checkpoint(path) is not None):
@@ -527,7 +535,9 @@ def forward(
         from agents.lm.trajectory import sequence_logprobs
 
         if value_head is not None or entropy:
-            raise NotImplementedError("values and entropy need a model with get_decoder()/get_output_embeddings()")
+            raise NotImplementedError(
+                "values and entropy need a model with get_decoder()/get_output_embeddings()"
+            )
         return Forward(sequence_logprobs(model, batch, temperature=temperature), action_mask)
     decoder, head = parts
     hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
@@ -543,7 +553,9 @@ def forward(
     entropy_values = None
     if entropy:
         per_token = -(log_dist.exp() * log_dist).sum(-1)
-        entropy_values = torch.zeros(action_mask.shape, dtype=per_token.dtype).masked_scatter(action_mask, per_token)
+        entropy_values = torch.zeros(action_mask.shape, dtype=per_token.dtype).masked_scatter(
+            action_mask, per_token
+        )
     return Forward(logprobs, action_mask, values, entropy_values)
 
 
@@ -597,7 +609,9 @@ def collect(ctx: Context, step: int) -> list[Trajectory]:
 
     cfg = ctx.cfg
     ctx.learner.model.eval()
-    policy = make_policy(ctx.learner.model, ctx.learner.tokenizer, cfg, seed=_step_seed(cfg, step, 1), greedy=False)
+    policy = make_policy(
+        ctx.learner.model, ctx.learner.tokenizer, cfg, seed=_step_seed(cfg, step, 1), greedy=False
+    )
     torch = _torch()
     with torch.no_grad():
         return collect_trajectories(
@@ -611,7 +625,9 @@ def collect(ctx: Context, step: int) -> list[Trajectory]:
         )
 
 
-def _accumulate(ctx: Context, trajectories: Sequence[Trajectory], loss_of: Any) -> tuple[dict[str, float], int]:
+def _accumulate(
+    ctx: Context, trajectories: Sequence[Trajectory], loss_of: Any
+) -> tuple[dict[str, float], int]:
     """Backward ``loss_of(forward, rows)`` over micro-batches, weighted to equal one big batch.
 
     Returns the weighted means of the statistics ``loss_of`` reports and the action tokens.
@@ -745,9 +761,11 @@ def rl_step(ctx: Context, step: int) -> dict[str, float]:
     with torch.no_grad():
         for rows in _chunks(range(len(trajectories)), cfg.micro_batch_size):
             batch = pad_batch([trajectories[i] for i in rows], pad_id)
-            out = forward(learner.model, batch, value_head=learner.value_head, temperature=_logprob_temperature(cfg))
+            out = forward(
+                learner.model, batch, value_head=learner.value_head, temperature=_logprob_temperature(cfg)
+            )
             reference = _reference_logprobs(ctx, batch) if (cfg.kl_coef or 0.0) > 0 else None
-            sampled = batch["old_logprobs"]
+            sampled = batch["old_logprobs"][:, 1:]  # token-aligned -> shifted like out.logprobs
             for j, i in enumerate(rows):
                 n = lengths[i]
                 masks[i] = out.action_mask[j, :n]
@@ -777,7 +795,9 @@ def rl_step(ctx: Context, step: int) -> dict[str, float]:
     if per_sequence is None and cfg.normalize_advantages:
         flat = torch.cat([a[m] for a, m in zip(advantages, masks)])
         mean, std = flat.mean(), flat.std(unbiased=False)
-        advantages = [torch.where(m, (a - mean) / (std + 1e-8), torch.zeros_like(a)) for a, m in zip(advantages, masks)]
+        advantages = [
+            torch.where(m, (a - mean) / (std + 1e-8), torch.zeros_like(a)) for a, m in zip(advantages, masks)
+        ]
     if per_sequence is not None:
         metrics["advantage_mean"] = float(per_sequence.mean())
         metrics["nonzero_advantage_share"] = float((per_sequence != 0).float().mean())
@@ -787,7 +807,9 @@ def rl_step(ctx: Context, step: int) -> dict[str, float]:
         old = _pad_rows([old_logprobs[i] for i in rows], width)
         adv = _pad_rows([advantages[i] for i in rows], width)
         mask = out.action_mask
-        loss, stats = objectives.clipped_policy_loss(out.logprobs, old, adv, mask, cfg.clip_eps, cfg.aggregation)
+        loss, stats = objectives.clipped_policy_loss(
+            out.logprobs, old, adv, mask, cfg.clip_eps, cfg.aggregation
+        )
         stats = {"policy_loss": float(loss.detach()), **stats}
         if out.values is not None:
             value_loss = objectives.clipped_value_loss(
@@ -896,7 +918,9 @@ def _load_weights_into(model: Any, checkpoint: Path, *, lora: bool) -> None:
     # Tied input/output embeddings are saved once; anything else missing is a real mismatch.
     real_missing = [k for k in missing if "lm_head" not in k]
     if real_missing or unexpected:
-        raise RuntimeError(f"checkpoint {checkpoint} does not fit the model: missing {real_missing}, unexpected {unexpected}")
+        raise RuntimeError(
+            f"checkpoint {checkpoint} does not fit the model: missing {real_missing}, unexpected {unexpected}"
+        )
 
 
 def _prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
@@ -915,7 +939,8 @@ def _prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
     ignored = [
         f.name
         for f in dataclasses.fields(TrainConfig)
-        if f.name not in RESUME_OVERRIDABLE and getattr(cfg, f.name) != f.default
+        if f.name not in RESUME_OVERRIDABLE
+        and getattr(cfg, f.name) != f.default
         and getattr(cfg, f.name) != getattr(saved, f.name)
     ]
     if ignored:
@@ -952,11 +977,18 @@ def train(cfg: TrainConfig) -> Path:
         questions = sft_data.select_questions(cfg.task, cfg.split, hops=cfg.hops, kinds=cfg.kind_list)
         ids = sft_data.sample_question_ids(questions, cfg.sft_questions, cfg.seed)
         demonstrations = sft_data.oracle_demonstrations(
-            learner.tokenizer, cfg.env_kwargs(), ids, num_envs=cfg.num_envs, seed=cfg.seed, progress=cfg.progress
+            learner.tokenizer,
+            cfg.env_kwargs(),
+            ids,
+            num_envs=cfg.num_envs,
+            seed=cfg.seed,
+            progress=cfg.progress,
         )
     eval_ids: list[str] = []
     if cfg.eval_every:
-        eval_questions = sft_data.select_questions(cfg.task, cfg.eval_split, hops=cfg.hops, kinds=cfg.kind_list)
+        eval_questions = sft_data.select_questions(
+            cfg.task, cfg.eval_split, hops=cfg.hops, kinds=cfg.kind_list
+        )
         eval_ids = sft_data.sample_question_ids(eval_questions, cfg.eval_episodes, cfg.seed)
     ctx = Context(cfg, learner, rng, demonstrations, eval_ids)
 
@@ -1045,7 +1077,11 @@ def load_checkpoint_model(checkpoint: str | Path, *, dtype: str | None = None) -
     from peft import PeftModel
 
     base, _ = load_base_model(
-        state["base_model"], task=config.task, seed=config.seed, dtype=config.dtype, cache_dir=config.cache_dir
+        state["base_model"],
+        task=config.task,
+        seed=config.seed,
+        dtype=config.dtype,
+        cache_dir=config.cache_dir,
     )
     from transformers import AutoTokenizer
 
@@ -1091,8 +1127,12 @@ def evaluate_model(ctx: Context, step: int) -> dict[str, float]:
     torch = _torch()
     with torch.no_grad():
         results = run_episodes(
-            policy, cfg.env_kwargs(cfg.eval_split), question_ids=ctx.eval_question_ids,
-            num_envs=cfg.num_envs, seed=cfg.seed, progress=False,
+            policy,
+            cfg.env_kwargs(cfg.eval_split),
+            question_ids=ctx.eval_question_ids,
+            num_envs=cfg.num_envs,
+            seed=cfg.seed,
+            progress=False,
         )
     summary = summarize(results)
     return {"em": summary["em"], "reward": summary["reward"], "searches": summary["searches"]}
@@ -1129,7 +1169,12 @@ def evaluate_checkpoint(
     torch = _torch()
     with torch.no_grad():
         results = run_episodes(
-            policy, config.env_kwargs(split), question_ids=ids, num_envs=num_envs, seed=seed, progress=progress
+            policy,
+            config.env_kwargs(split),
+            question_ids=ids,
+            num_envs=num_envs,
+            seed=seed,
+            progress=progress,
         )
     summary = summarize(results)
     em = bootstrap_ci([float(r.correct) for r in results], seed=seed)
@@ -1148,13 +1193,21 @@ def evaluate_checkpoint(
 
 
 def _evaluate_cli(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.train evaluate", description=evaluate_checkpoint.__doc__)
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (latest checkpoint)")
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.train evaluate", description=evaluate_checkpoint.__doc__
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, help="checkpoint folder, or a run folder (latest checkpoint)"
+    )
     parser.add_argument("--split", default="test")
     parser.add_argument("--hops", type=int, default=-1, help="hop filter (default: as trained; 0 = all)")
     parser.add_argument("--kinds", default=None, help="comma-separated question kinds")
-    parser.add_argument("--episodes", type=int, default=None, help="play a seeded subset of this many questions")
-    parser.add_argument("--sample", action="store_true", help="sample (temperature 1) instead of greedy decoding")
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="play a seeded subset of this many questions"
+    )
+    parser.add_argument(
+        "--sample", action="store_true", help="sample (temperature 1) instead of greedy decoding"
+    )
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)

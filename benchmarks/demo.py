@@ -20,7 +20,9 @@ def scripted_table(split: str, progress: bool) -> str:
     question_ids = [q.qid for q in task.questions(split)]
     rows = ["| agent | EM | F1 | reward | searches/ep | reads/ep | wall s |", "|---|---|---|---|---|---|---|"]
     for name in ("random", "bm25", "oracle", *PROBES):
-        results = run_episodes(make_policy(name), {"split": split}, question_ids=question_ids, progress=progress)
+        results = run_episodes(
+            make_policy(name), {"split": split}, question_ids=question_ids, progress=progress
+        )
         s = summarize(results)
         rows.append(
             f"| {name} | {s['em']:.3f} | {s['f1']:.3f} | {s['reward']:.3f} | {s['searches']:.2f} "

@@ -117,7 +117,9 @@ def parse_structured_action(action: Mapping[str, Any]) -> ParsedAction:
         if key in action:
             value = action[key]
             if not isinstance(value, str):
-                return _invalid(f'The "{key}" of a {tool} action must be a string, not {type(value).__name__}.')
+                return _invalid(
+                    f'The "{key}" of a {tool} action must be a string, not {type(value).__name__}.'
+                )
             return _checked(tool, value, 1 if tool == "search" else 0)
     return _invalid(f'A {tool} action needs a "{_ARGUMENT_KEYS[tool][0]}" field.')
 

@@ -1,8 +1,8 @@
 """``searchenv``: play an episode in a terminal, or build and inspect indexes.
 
-    searchenv play [--split test] [--question-id ID] [--seed N]
-    searchenv index build --task factbook --backend bm25s
-    searchenv index info --task factbook --backend bm25s
+searchenv play [--split test] [--question-id ID] [--seed N]
+searchenv index build --task factbook --backend bm25s
+searchenv index info --task factbook --backend bm25s
 """
 
 from __future__ import annotations

@@ -146,7 +146,9 @@ class SearchQAEnv(gym.Env[str, Any]):
         if "question_id" in options:
             qid = options["question_id"]
             if qid not in self._by_id:
-                raise ValueError(f"question_id {qid!r} is not in the {self.split!r} split of {self.task.name!r}")
+                raise ValueError(
+                    f"question_id {qid!r} is not in the {self.split!r} split of {self.task.name!r}"
+                )
             self._question = self._by_id[qid]
         else:
             self._question = self.questions[int(self.np_random.integers(len(self.questions)))]
@@ -154,7 +156,10 @@ class SearchQAEnv(gym.Env[str, Any]):
         self._paid = 0.0
         self._done = False
         prompt = PROMPT_TEMPLATE.format(
-            corpus=self.task.name, top_k=self.top_k, max_turns=self.max_turns, question=self._question.question
+            corpus=self.task.name,
+            top_k=self.top_k,
+            max_turns=self.max_turns,
+            question=self._question.question,
         )
         self._transcript = [("", prompt)]
         return prompt, self._info(tool=None, error=None, hits=[])
@@ -228,7 +233,9 @@ class SearchQAEnv(gym.Env[str, Any]):
                     f"Unknown doc id {parsed.argument[:80]!r}. Read takes a doc id exactly as shown in "
                     "search results, e.g. the text after [1]."
                 )
-                turn = Turn(raw=raw, tool=None, argument=parsed.argument, error=error, search_tags=parsed.search_tags)
+                turn = Turn(
+                    raw=raw, tool=None, argument=parsed.argument, error=error, search_tags=parsed.search_tags
+                )
                 return self._error_observation(error), turn, []
             turn = Turn(raw=raw, tool="read", argument=parsed.argument, search_tags=parsed.search_tags)
             text = passage.text[: MAX_OBSERVATION_CHARS - 200]
@@ -270,6 +277,7 @@ def _select_questions(
         questions = tuple(q for q in questions if q.kind in wanted_kinds)
     if not questions:
         raise ValueError(
-            f"no questions left in split {split!r} of task {task.name!r} after filtering hops={hops}, kinds={kinds}"
+            f"no questions left in split {split!r} of task {task.name!r} "
+            f"after filtering hops={hops}, kinds={kinds}"
         )
     return questions

@@ -60,7 +60,9 @@ def test_search_read_answer_episode(env: SearchQAEnv) -> None:
     assert obs.startswith(f"<information>\n[{doc_id}]")
     obs, reward, terminated, truncated, info = env.step(f"<answer>{question.answers[0]}</answer>")
     assert terminated and not truncated and info["correct"]
-    assert reward == pytest.approx(sum(env.preset.weights[k] * v for k, v in info["reward_breakdown"].items()))
+    assert reward == pytest.approx(
+        sum(env.preset.weights[k] * v for k, v in info["reward_breakdown"].items())
+    )
     assert info["answers"] == list(question.answers)
     with pytest.raises(RuntimeError, match="reset"):
         env.step("<answer>again</answer>")
@@ -89,7 +91,7 @@ def test_budget_truncates_and_never_both(env: SearchQAEnv) -> None:
 )
 def test_invalid_actions_get_explanations(env: SearchQAEnv, action: object, expected: str) -> None:
     env.reset(seed=2)
-    obs, reward, terminated, truncated, info = env.step(action)
+    obs, reward, terminated, _, info = env.step(action)
     assert obs.startswith("<error>") and expected in obs
     assert info["tool"] is None and expected in info["error"]
     assert not terminated and reward == 0.0
@@ -106,7 +108,13 @@ def test_read_touches_nothing_outside_the_corpus(env: SearchQAEnv, monkeypatch: 
     env.reset(seed=3)
     observations = []
     with monkeypatch.context() as patched:
-        for module, name in ((builtins, "open"), (io, "open"), (os, "open"), (os, "listdir"), (os, "scandir")):
+        for module, name in (
+            (builtins, "open"),
+            (io, "open"),
+            (os, "open"),
+            (os, "listdir"),
+            (os, "scandir"),
+        ):
             patched.setattr(module, name, forbidden)
         for doc_id in ("/etc/passwd", "../../etc/shadow", "~/.ssh/id_rsa", "file:///etc/hosts"):
             observations.append(env.step(f"<read>{doc_id}</read>")[0])
@@ -118,7 +126,8 @@ def test_gold_answers_never_leak_before_the_end() -> None:
     base = SearchQAEnv(split="test", max_turns=6)
     canary = "ZQXJ-canary-7781"
     questions = {
-        split: tuple(dataclasses.replace(q, answers=(canary,)) for q in qs) for split, qs in base.task.splits.items()
+        split: tuple(dataclasses.replace(q, answers=(canary,)) for q in qs)
+        for split, qs in base.task.splits.items()
     }
     task = dataclasses.replace(base.task, splits=questions)
     env = SearchQAEnv(task=task, split="test", max_turns=6)
@@ -135,7 +144,7 @@ def test_gold_answers_never_leak_before_the_end() -> None:
             {"tool": "search", "query": "answer gold " + canary[: int(rng.integers(1, 5))]},
         ]
         for action in actions:
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, _, _, _, info = env.step(action)
             seen += [obs, repr({k: v for k, v in info.items()})]
         assert not any(canary in text for text in seen)
         obs, _, terminated, _, info = env.step("<answer>x</answer>")
@@ -145,7 +154,12 @@ def test_gold_answers_never_leak_before_the_end() -> None:
 def test_dense_rewards_sum_to_the_terminal_reward() -> None:
     terminal = SearchQAEnv(split="test", max_turns=5, reward_preset="rezero")
     dense = SearchQAEnv(split="test", max_turns=5, reward_preset="rezero", reward_mode="dense")
-    script = ["<search>capital</search>", "oops", "<search>capital city name</search>", "<answer>Paris</answer>"]
+    script = [
+        "<search>capital</search>",
+        "oops",
+        "<search>capital city name</search>",
+        "<answer>Paris</answer>",
+    ]
     for seed in range(10):
         totals = []
         for env in (terminal, dense):
@@ -166,10 +180,10 @@ def test_render_ansi_shows_the_transcript() -> None:
 def test_vector_envs(mode: str) -> None:
     vec = gym.make_vec("SearchQA-v0", num_envs=2, vectorization_mode=mode, max_turns=2)
     try:
-        observations, infos = vec.reset(seed=0)
+        observations, _ = vec.reset(seed=0)
         assert len(observations) == 2 and all("Question:" in o for o in observations)
         for _ in range(3):
-            observations, rewards, terminated, truncated, infos = vec.step(["<search>capital</search>"] * 2)
+            observations, rewards, *_ = vec.step(["<search>capital</search>"] * 2)
         assert rewards.shape == (2,)
     finally:
         vec.close()

@@ -12,7 +12,21 @@ TAGS = ["search", "read", "answer", "think", "information", "SEARCH", "Answer", 
 FRAGMENTS = st.sampled_from(
     [f"<{t}>" for t in TAGS]
     + [f"</{t}>" for t in TAGS]
-    + ["<", ">", "</", "/>", "<<search>>", "<search/>", "\x00", "\u202e", "😀", "Ж", "\n", " ", "../../etc/passwd"]
+    + [
+        "<",
+        ">",
+        "</",
+        "/>",
+        "<<search>>",
+        "<search/>",
+        "\x00",
+        "\u202e",
+        "😀",
+        "Ж",
+        "\n",
+        " ",
+        "../../etc/passwd",
+    ]
 )
 TEXTS = st.text(max_size=40)
 ADVERSARIAL = st.lists(st.one_of(FRAGMENTS, TEXTS), max_size=12).map("".join)
@@ -24,7 +38,9 @@ TAGGED = st.builds(
     ADVERSARIAL,
     ADVERSARIAL,
 )
-HUGE = st.builds(lambda n, s: s * n, st.integers(1, 3 * MAX_ACTION_CHARS), st.sampled_from(["a", "<search>", "é"]))
+HUGE = st.builds(
+    lambda n, s: s * n, st.integers(1, 3 * MAX_ACTION_CHARS), st.sampled_from(["a", "<search>", "é"])
+)
 STRUCTURED = st.dictionaries(
     st.sampled_from(["tool", "query", "doc_id", "answer", "argument", "x"]),
     st.one_of(st.sampled_from(["search", "read", "answer", "fly"]), TEXTS, st.integers(), st.none()),
@@ -40,7 +56,7 @@ _ENV = SearchQAEnv(split="test", max_turns=6)
 def test_any_action_steps_without_exception(action: object, seed: int) -> None:
     if _ENV._done:
         _ENV.reset(seed=seed)
-    obs, reward, terminated, truncated, info = _ENV.step(action)
+    obs, _, terminated, truncated, info = _ENV.step(action)
     assert isinstance(obs, str) and obs and _ENV.observation_space.contains(obs)
     assert not (terminated and truncated)
     parsed = parse_action(action)

@@ -21,7 +21,8 @@ def test_ids() -> list[str]:
 def results(test_ids: list[str]) -> dict[str, list]:
     names = ("random", "bm25", "oracle", *PROBES)
     return {
-        name: run_episodes(make_policy(name), ENV_KWARGS, question_ids=test_ids, progress=False) for name in names
+        name: run_episodes(make_policy(name), ENV_KWARGS, question_ids=test_ids, progress=False)
+        for name in names
     }
 
 
@@ -48,8 +49,12 @@ def test_results_follow_the_requested_question_order(results: dict[str, list], t
 
 def test_rollout_is_reproducible_whatever_the_batch_size(test_ids: list[str]) -> None:
     ids = test_ids[:12]
-    one = run_episodes(make_policy("random", seed=3), ENV_KWARGS, question_ids=ids, num_envs=1, progress=False)
-    four = run_episodes(make_policy("random", seed=3), ENV_KWARGS, question_ids=ids, num_envs=4, progress=False)
+    one = run_episodes(
+        make_policy("random", seed=3), ENV_KWARGS, question_ids=ids, num_envs=1, progress=False
+    )
+    four = run_episodes(
+        make_policy("random", seed=3), ENV_KWARGS, question_ids=ids, num_envs=4, progress=False
+    )
     # Random draws come from the policy's own generator in act-call order, so batch size changes
     # which draw an episode gets; the env side (question, seeds) must not change.
     assert [r.question_id for r in one] == [r.question_id for r in four] == ids
