@@ -44,7 +44,9 @@ _TMP_PREFIX = ".tmp-"
 
 
 def checkpoint_name(step: int) -> str:
-    """>>> checkpoint_name(42)
+    """The folder name of the checkpoint taken after ``step`` steps.
+
+    >>> checkpoint_name(42)
     'step-00000042'
     """
     if step < 0:

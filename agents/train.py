@@ -31,6 +31,7 @@ import ast
 import copy
 import dataclasses
 import inspect
+import itertools
 import json
 import math
 import sys
@@ -103,6 +104,10 @@ class TrainConfig:
     """Turn budget per episode."""
     top_k: int = 3
     """Passages returned per search."""
+    snippet_chars: int = 300
+    """Characters of each search hit's snippet (shorter snippets, shorter episodes)."""
+    backend: str = "bm25s"
+    """Retrieval backend of the env (bm25s, rank_bm25, pyserini)."""
 
     # --- model and optimizer ----------------------------------------------------------------
     lora: bool = False
@@ -256,6 +261,8 @@ class TrainConfig:
             "reward_preset": self.reward_preset,
             "max_turns": self.max_turns,
             "top_k": self.top_k,
+            "snippet_chars": self.snippet_chars,
+            "backend": self.backend,
         }
         if self.hops is not None:
             kwargs["hops"] = self.hops
@@ -277,7 +284,7 @@ def field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:]):
+    for node, following in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
@@ -676,8 +683,9 @@ def _optimizer_step(ctx: Context) -> float:
     return float(norm)
 
 
-def _episode_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+def _episode_metrics(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
     return {
+        "episode_rewards": [round(float(t.reward), 6) for t in trajectories],  # for intervals later
         "episodes": float(len(trajectories)),
         "reward_mean": float(np.mean([t.reward for t in trajectories])),
         "accuracy": float(np.mean([t.correct for t in trajectories])),
@@ -686,12 +694,12 @@ def _episode_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
     }
 
 
-def sft_step(ctx: Context, step: int) -> dict[str, float]:
+def sft_step(ctx: Context, step: int) -> dict[str, Any]:
     """Masked NLL on a batch of demonstrations (oracle) or of the policy's own successes."""
     from agents.objectives import sft_loss
 
     cfg = ctx.cfg
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
     if cfg.sft_source == "oracle":
         indices = sft_data.epoch_batch_indices(len(ctx.demonstrations), cfg.sft_batch_size, step, cfg.seed)
         batch = [ctx.demonstrations[i] for i in indices]
@@ -736,7 +744,7 @@ def sequence_advantages(cfg: TrainConfig, trajectories: Sequence[Trajectory]) ->
     return None
 
 
-def rl_step(ctx: Context, step: int) -> dict[str, float]:
+def rl_step(ctx: Context, step: int) -> dict[str, Any]:
     """Collect a batch, score it with the frozen old policy, then ``update_epochs`` passes."""
     torch = _torch()
     from agents import objectives
@@ -846,7 +854,7 @@ def rl_step(ctx: Context, step: int) -> dict[str, float]:
             def remapped(out: Forward, rows: list[int], index_of: dict[int, int] = index_of) -> Any:
                 return loss_of(out, [index_of[r] for r in rows])
 
-            stats, action_tokens = _accumulate(ctx, chosen, remapped)
+            stats, _ = _accumulate(ctx, chosen, remapped)
             stats["grad_norm"] = _optimizer_step(ctx)
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value
@@ -951,6 +959,7 @@ def _prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; return the run folder."""
     torch = _torch()
+    _quiet_transformers()
     cfg, resume_from = _prepare_run(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -969,6 +978,7 @@ def train(cfg: TrainConfig) -> Path:
         start_step, wall_offset = int(state["step"]), float(state.get("wall_time", 0.0))
         ckpt.restore_rng_state(torch.load(resume_from / "rng.pt", weights_only=False), rng)
         ckpt.truncate_metrics(metrics_path, start_step - 1)
+        print(f"resuming {out} from step {start_step} ({resume_from.name})", file=sys.stderr, flush=True)
     elif metrics_path.exists():
         metrics_path.unlink()  # a run that died before its first checkpoint starts over
 
@@ -998,19 +1008,22 @@ def train(cfg: TrainConfig) -> Path:
     step_fn = sft_step if cfg.algo == "sft" else rl_step
     with ckpt.MetricsLog(metrics_path) as log:
         for step in range(start_step, cfg.steps):
-            step_started = time.perf_counter()
+            step_started, cpu_started = time.perf_counter(), time.process_time()
             metrics = step_fn(ctx, step)
             metrics["lr"] = float(learner.scheduler.get_last_lr()[0])
             last = step + 1 == cfg.steps
             if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
                 metrics.update({f"eval_{k}": v for k, v in evaluate_model(ctx, step).items()})
             metrics["step_time"] = time.perf_counter() - step_started
+            # CPU seconds of this process (all threads): comparable across loaded and idle machines.
+            metrics["step_cpu_time"] = time.process_time() - cpu_started
             metrics["wall_time"] = time.perf_counter() - started
             record = {"step": step, "algo": cfg.algo, **metrics}
             log.write(record)
             if writer is not None:
                 for key, value in metrics.items():
-                    writer.add_scalar(f"train/{key}", value, step)
+                    if isinstance(value, float):
+                        writer.add_scalar(f"train/{key}", value, step)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(_postfix(metrics))
@@ -1021,6 +1034,13 @@ def train(cfg: TrainConfig) -> Path:
     if writer is not None:
         writer.close()
     return out
+
+
+def _quiet_transformers() -> None:
+    """transformers draws a progress bar per save and load; one bar per run is enough."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _progress(cfg: TrainConfig, start_step: int) -> Any:
@@ -1159,6 +1179,7 @@ def evaluate_checkpoint(
     from agents.rollout import run_episodes, summarize
     from searchenv.metrics import bootstrap_ci
 
+    _quiet_transformers()
     checkpoint = resolve_checkpoint(path)
     config = config_from_dict(ckpt.read_state(checkpoint)["config"])
     chosen_hops = config.hops if hops == -1 else hops

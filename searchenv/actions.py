@@ -126,12 +126,12 @@ def parse_structured_action(action: Mapping[str, Any]) -> ParsedAction:
 
 def parse_action(action: object) -> ParsedAction:
     """Parse any action the env accepts; never raises on bad agent input."""
-    if isinstance(action, ParsedAction):
-        return action
     if isinstance(action, str):
         return parse_text_action(action)
-    if isinstance(action, Mapping):
+    if isinstance(action, dict | Mapping):
         return parse_structured_action(action)
+    if isinstance(action, ParsedAction):
+        return action
     if isinstance(action, bytes):
         return parse_text_action(action.decode("utf-8", errors="replace"))
     return _invalid(f"Actions are text or dicts, not {type(action).__name__}. {FORMAT_HELP}")

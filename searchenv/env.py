@@ -11,7 +11,7 @@ from searchenv.actions import FORMAT_HELP, ParsedAction, action_to_text, parse_a
 from searchenv.episode import EpisodeRecord, Turn
 from searchenv.resources import shared_retriever, shared_task
 from searchenv.rewards import RewardPreset, get_preset, reward_breakdown, total_reward
-from searchenv.snippets import best_snippet
+from searchenv.snippets import best_snippet, query_words
 from searchenv.spaces import UnicodeText
 from tasks.records import Question, Task
 
@@ -168,18 +168,18 @@ class SearchQAEnv(gym.Env[str, Any]):
         if self._done or self._question is None:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         parsed = parse_action(action)
-        observation, turn, hits = self._execute(parsed, action_to_text(action))
+        observation, turn, hits = self._execute(parsed, action if isinstance(action, str) else action_to_text(parsed))
         self._turns.append(turn)
         self._transcript.append((turn.raw, observation))
 
         terminated = turn.valid and turn.tool == "answer"
         truncated = not terminated and len(self._turns) >= self.max_turns
         self._done = terminated or truncated
-        record = EpisodeRecord(self._question, tuple(self._turns))
 
         reward = 0.0
         info = self._info(tool=turn.tool, error=turn.error, hits=hits)
         if self.reward_mode == "dense" or self._done:
+            record = EpisodeRecord(self._question, tuple(self._turns))
             breakdown = reward_breakdown(record, self.preset, judge=self.judge)
             total = total_reward(breakdown, self.preset)
             reward, self._paid = total - self._paid, total
@@ -212,9 +212,10 @@ class SearchQAEnv(gym.Env[str, Any]):
             hits = self.retriever.search(parsed.argument, self.top_k)
             lines = []
             hit_infos = []
+            words = query_words(parsed.argument)
             for rank, hit in enumerate(hits, start=1):
                 passage = self.task.corpus[hit.doc_id]
-                snippet = best_snippet(passage.text, parsed.argument, self.snippet_chars)
+                snippet = best_snippet(passage.text, words, self.snippet_chars)
                 lines.append(f"[{rank}] {hit.doc_id} | {passage.title} | {snippet}")
                 hit_infos.append({"doc_id": hit.doc_id, "title": passage.title, "score": float(hit.score)})
             body = "\n".join(lines) if lines else "No passages matched this query. Try other words."

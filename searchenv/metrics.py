@@ -232,10 +232,9 @@ def paired_bootstrap_diff(
 # query diversity
 
 
-def _query_key(query: str) -> tuple[str, frozenset[str]]:
-    # Same identity as the strict retry reward: normalized base text plus the set of operators.
-    base, operators = _rewards().normalize_query(query)
-    return base, frozenset(operators)
+def _query_key(query: str) -> str:
+    # The same identity as the strict retry reward: the words sent to the retriever.
+    return _rewards().query_key(query)
 
 
 def _check_queries(queries: Sequence[str], minimum: int, what: str) -> None:

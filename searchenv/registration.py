@@ -13,6 +13,7 @@ ENTRY_POINT = "searchenv.env:SearchQAEnv"
 VARIANTS: dict[str, dict[str, Any]] = {
     "SearchQA-v0": {},
     "SearchQA-ReZero-v0": {"reward_preset": "rezero"},
+    "SearchQA-NoRetry-v0": {"reward_preset": "rezero-no-retry"},
     "SearchQA-EM-v0": {"reward_preset": "em"},
     "SearchQA-F1-v0": {"reward_preset": "f1"},
     "SearchQA-Dense-v0": {"reward_mode": "dense"},

@@ -21,23 +21,27 @@ def _segments(text: str) -> tuple[tuple[int, frozenset[str]], ...]:
     return tuple(segments)
 
 
-def best_snippet(text: str, query: str, max_chars: int) -> str:
+def query_words(query: str) -> frozenset[str]:
+    """The lowercase words of a query, computed once per search and shared by its hits."""
+    return frozenset(_WORD_RE.findall(query.lower()))
+
+
+def best_snippet(text: str, words: frozenset[str], max_chars: int) -> str:
     """The ``max_chars`` window that starts at the clause sharing most words with the query.
 
     Short passages come back whole; a window that does not start at the beginning is marked
     with a leading ellipsis, one that is cut with a trailing one.
 
-    >>> best_snippet("Paris is big.", "anything", 50)
+    >>> best_snippet("Paris is big.", query_words("anything"), 50)
     'Paris is big.'
-    >>> best_snippet("Area: 643,801 sq km. Capital: name: Paris.", "capital name", 25)
+    >>> best_snippet("Area: 643,801 sq km. Capital: name: Paris.", query_words("capital name"), 25)
     '… Capital: name: Paris.'
     """
     if len(text) <= max_chars:
         return text
-    query_words = frozenset(_WORD_RE.findall(query.lower()))
     best_start, best_overlap = 0, 0
-    for start, words in _segments(text):
-        overlap = len(query_words & words)
+    for start, segment_words in _segments(text):
+        overlap = len(words & segment_words)
         if overlap > best_overlap:
             best_start, best_overlap = start, overlap
     start = best_start

@@ -125,25 +125,66 @@ def _mask_runs(token_ids: list[int], action_mask: list[int]) -> list[list[int]]:
 # -- generation -------------------------------------------------------------------------------
 
 
-def test_generation_stops_at_the_first_closing_tag(tiny_texts, cache_dir) -> None:
+SHORT_ACTION = "<search>capital of France</search><answer>Paris</answer>"
+LONG_ACTION = (
+    "<think>the population of both countries is in the factbook</think><search>Laos population</search>"
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_texts, cache_dir) -> tuple:
+    """A tiny model taught two actions that run past their first closing tag, of unequal length."""
     model, tokenizer = load_model("tiny", cache_dir=cache_dir, corpus_texts=tiny_texts, seed=0)
     fmt = ChatFormat.from_tokenizer(tokenizer)
-    target = "<think>go</think><search>capital of France</search><answer>Paris</answer>"
-    sequence = torch.tensor([fmt.prompt_ids(PROMPTS[0]) + fmt.action_ids(target)])
-    # Teach the model to write past the first action; the policy must cut it at </search>.
+    targets = [(PROMPTS[0], SHORT_ACTION), (PROMPTS[1], LONG_ACTION + "<answer>Laos</answer>")]
+    sequences = [torch.tensor([fmt.prompt_ids(p) + fmt.action_ids(a)]) for p, a in targets]
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(80):
+    for step in range(120):
+        sequence = sequences[step % 2]
         loss = model(input_ids=sequence, labels=sequence).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    model.eval()
+    return model, tokenizer
+
+
+def test_generation_stops_at_the_first_closing_tag(trained) -> None:
+    model, tokenizer = trained
     policy = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=40)
-    (action,) = policy.act([PROMPTS[0]], [{"turn": 0}])
-    assert action == "<think>go</think><search>capital of France</search>"
-    record = policy.pop_episode(0)
-    assert record.token_ids[-2:] == [tokenizer.convert_tokens_to_ids("</search>"), fmt.end_of_turn_id]
-    assert record.n_generated == len(fmt.action_ids(action))
+    actions = policy.act(PROMPTS[:2], [{"turn": 0}, {"turn": 0}])
+    assert actions == ["<search>capital of France</search>", LONG_ACTION]
+    end_of_turn = policy.format.end_of_turn_id
+    for index, action in enumerate(actions):
+        record = policy.pop_episode(index)
+        assert record.token_ids[-2:] == [tokenizer.convert_tokens_to_ids("</search>"), end_of_turn]
+        assert record.n_generated == len(policy.format.action_ids(action))
+
+
+def test_rows_that_finish_early_leave_the_batch(trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.lm import policy as policy_module
+
+    model, tokenizer = trained
+    compactions: list[int] = []
+    original_select = policy_module._DecodeBatch.select
+
+    def counting_select(self, keep) -> None:
+        compactions.append(len(keep))
+        original_select(self, keep)
+
+    monkeypatch.setattr(policy_module._DecodeBatch, "select", counting_select)
+    batched = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=40)
+    batched_actions = _play_two_turns(batched, [0, 1, 2])
+    assert compactions  # the short action's row left the batch while the long one went on
+    for index in range(3):
+        single = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=40)
+        assert [turn[0] for turn in _play_two_turns(single, [index])] == [
+            turn[index] for turn in batched_actions
+        ]
+        alone, together = single.pop_episode(index), batched.pop_episode(index)
+        assert alone.token_ids == together.token_ids
+        assert alone.logprobs == pytest.approx(together.logprobs, abs=1e-4)
 
 
 def test_max_new_tokens_bounds_each_action(tiny) -> None:

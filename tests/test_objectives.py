@@ -75,6 +75,18 @@ def test_grpo_group_normalization() -> None:
     assert shuffled.tolist() == pytest.approx([expected[i] for i in (4, 0, 6, 1, 5)])
 
 
+def test_grpo_loss_token_mean_versus_sequence_mean() -> None:
+    advantages = grpo_advantages(torch.tensor([1.0, 0.0]), torch.tensor([3, 3]), eps=0.0)
+    assert advantages.tolist() == [1.0, -1.0]
+    logprobs = torch.zeros(2, 3)
+    token_mean, _ = clipped_policy_loss(logprobs, logprobs, advantages, MASK, aggregation="token-mean")
+    sequence_mean, _ = clipped_policy_loss(logprobs, logprobs, advantages, MASK, aggregation="sequence-mean")
+    # token-mean: the wrong episode has 3 action tokens, the right one 2 -> -(2 - 3) / 5
+    assert token_mean.item() == pytest.approx(0.2)
+    # sequence-mean: each episode weighs the same -> -(1 - 1) / 2
+    assert sequence_mean.item() == pytest.approx(0.0)
+
+
 def test_clipped_surrogate_hand_computed() -> None:
     old = torch.zeros(1, 4)
     ratios = torch.tensor([[1.5, 1.5, 0.5, 0.5]])

@@ -312,7 +312,8 @@ def test_components_reject_malformed_records(component) -> None:  # type: ignore
 
 
 def test_presets() -> None:
-    assert set(PRESETS) == {"rezero", "rezero-strict", "em", "f1"}
+    assert set(PRESETS) == {"rezero", "rezero-strict", "rezero-no-retry", "em", "f1"}
+    assert "retry" not in PRESETS["rezero-no-retry"].weights
     rezero = get_preset("rezero")
     assert dict(rezero.weights) == {"correctness": 4, "format": 2, "retry": 1, "evidence": 1, "diversity": 1}
     assert rezero.max_total == 9.0 and not rezero.strict_retry
@@ -327,7 +328,7 @@ def test_presets() -> None:
 
 
 def test_get_preset_errors() -> None:
-    with pytest.raises(ValueError, match="em, f1, rezero, rezero-strict"):
+    with pytest.raises(ValueError, match="em, f1, rezero, rezero-no-retry, rezero-strict"):
         get_preset("rezero_strict")
     with pytest.raises(TypeError):
         get_preset(3)  # type: ignore[arg-type]

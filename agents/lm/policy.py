@@ -28,7 +28,8 @@ Supports decoder-only models with full attention in every layer (Llama, SmolLM2,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,21 @@ class _Slot:
         record.logprobs.extend(logprobs if logprobs is not None else [0.0] * len(token_ids))
         if generated:
             record.n_generated += len(token_ids)
+
+
+@dataclass
+class GenerationStats:
+    """Running totals of where generation time goes (reset them by assigning a new instance)."""
+
+    prefill_seconds: float = 0.0
+    prefill_tokens: int = 0
+    decode_seconds: float = 0.0
+    decode_steps: int = 0  # batched forward steps
+    generated_tokens: int = 0  # sampled tokens plus appended end-of-turn tokens
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        return self.generated_tokens / self.decode_seconds if self.decode_seconds else 0.0
 
 
 class LMPolicy:
@@ -132,6 +148,7 @@ class LMPolicy:
         )
         self._slots: dict[int, _Slot] = {}
         self._exhausted: set[int] = set()
+        self.stats = GenerationStats()
 
     @property
     def logprob_temperature(self) -> float:
@@ -202,31 +219,37 @@ class LMPolicy:
         return self.max_context_tokens - used - self.max_new_tokens - 1
 
     def _fit_prompt(self, prompt: str) -> list[int] | None:
-        ids = self.format.prompt_ids(prompt)
-        room = self._room(0)
-        overflow = len(ids) - room
-        while overflow > 0:
-            # Keep the prompt's tail: the question comes last.
-            budget = len(self.format.encode(prompt)) - overflow - 8
-            if budget < MIN_OBSERVATION_TOKENS:
-                return None
-            prompt = self.format.truncate(prompt, budget, keep="tail")
-            ids = self.format.prompt_ids(prompt)
-            overflow = len(ids) - room
-        return ids
+        # A prompt that has to be cut keeps its tail: the question comes last.
+        return self._fit(self.format.prompt_ids, prompt, self._room(0), "tail")
 
     def _fit_observation(self, state: _Slot, observation: str) -> list[int] | None:
-        ids = self.format.observation_ids(observation)
-        room = self._room(len(state.record.token_ids))
+        return self._fit(
+            self.format.observation_ids, observation, self._room(len(state.record.token_ids)), "head"
+        )
+
+    def _fit(self, segment: Callable[[str], list[int]], text: str, room: int, keep: str) -> list[int] | None:
+        """The segment of ``text``, cut (at ``keep``) to fit in ``room`` tokens; None if it cannot.
+
+        A text that has to be cut gets only half the room when that is still a useful size, so
+        the turns after it are not starved.
+        """
+        ids = segment(text)
+        if len(ids) <= room:
+            return ids
+        if room // 2 >= 4 * MIN_OBSERVATION_TOKENS:
+            room //= 2
+        content = len(self.format.encode(text))
         overflow = len(ids) - room
-        while overflow > 0:
-            budget = len(self.format.encode(observation)) - overflow - 8
+        margin = 8  # the marker and re-tokenization at the cut cost a few tokens
+        for _ in range(8):
+            budget = content - overflow - margin
             if budget < MIN_OBSERVATION_TOKENS:
                 return None
-            observation = self.format.truncate(observation, budget, keep="head")
-            ids = self.format.observation_ids(observation)
-            overflow = len(ids) - room
-        return ids
+            ids = segment(self.format.truncate(text, budget, keep=keep))
+            if len(ids) <= room:
+                return ids
+            margin *= 2
+        return None
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -236,8 +259,19 @@ class LMPolicy:
         self.model.eval()
         try:
             with torch.no_grad():
+                started = time.perf_counter()
+                before = sum(len(state.record.token_ids) - state.cached for state in states)
                 first_logits = torch.cat([self._prefill(state) for state in states])
-                return self._decode(states, first_logits)
+                decoding = time.perf_counter()
+                self.stats.prefill_seconds += decoding - started
+                self.stats.prefill_tokens += before
+                generated_before = sum(state.record.n_generated for state in states)
+                texts = self._decode(states, first_logits)
+                self.stats.decode_seconds += time.perf_counter() - decoding
+                self.stats.generated_tokens += (
+                    sum(state.record.n_generated for state in states) - generated_before
+                )
+                return texts
         finally:
             self.model.train(was_training)
 
@@ -263,80 +297,91 @@ class LMPolicy:
         return output.logits[:, -1].float()
 
     def _decode(self, states: list[_Slot], logits: Any) -> list[str]:
+        """Sample every slot's action together; ``logits`` [N, V] are the prefill's last logits."""
         torch, _ = require_torch()
-        rows = len(states)
         lengths = [state.cached for state in states]
         width = max(lengths)
-        capacity = width + self.max_new_tokens + 1
-        cache, key_real = _left_padded_cache(states, width, capacity)
-        next_position = torch.tensor(lengths)
+        cache, key_real = _left_padded_cache(states, width, width + self.max_new_tokens + 1)
+        batch = _DecodeBatch(states, cache, key_real, torch.tensor(lengths), column=width)
+        end_id = self.format.end_of_turn_id
         mask_value = torch.finfo(self.model.dtype).min
-
-        generated: list[list[int]] = [[] for _ in range(rows)]
-        logprobs: list[list[float]] = [[] for _ in range(rows)]
-        active = [True] * rows  # still sampling
-        closing = [False] * rows  # stopped by a tag or the budget: the end token's log-prob comes next
-        column = width
-        while any(active) or any(closing):
+        texts = [""] * len(states)
+        while True:
             log_dist = torch.log_softmax(logits / self.logprob_temperature, dim=-1)
-            for row in range(rows):
-                if closing[row]:
-                    logprobs[row].append(float(log_dist[row, self.format.end_of_turn_id]))
-                    closing[row] = False
-            sampling = [row for row in range(rows) if active[row]]
+            for position, index in enumerate(batch.rows):
+                if batch.closing[index]:
+                    batch.logprobs[index].append(float(log_dist[position, end_id]))
+                    batch.closing[index] = False
+            sampling = [position for position, index in enumerate(batch.rows) if batch.active[index]]
             if not sampling:
                 break
-            tokens = self._sample(logits[sampling])
-            fed = torch.zeros(rows, dtype=torch.bool)
-            step_input = torch.full((rows, 1), self.pad_id, dtype=torch.long)
-            for row, token in zip(sampling, tokens.tolist(), strict=True):
-                generated[row].append(token)
-                logprobs[row].append(float(log_dist[row, token]))
+            fed = torch.zeros(len(batch.rows), dtype=torch.bool)
+            step_input = torch.full((len(batch.rows), 1), self.pad_id, dtype=torch.long)
+            for position, token in zip(sampling, self._sample(logits[sampling]).tolist(), strict=True):
+                index = batch.rows[position]
+                batch.generated[index].append(token)
+                batch.logprobs[index].append(float(log_dist[position, token]))
                 if token in self.format.stop_token_ids:
-                    active[row] = False
+                    batch.active[index] = False
                     continue
-                fed[row] = True
-                step_input[row, 0] = token
-                text = self.format.decode_action(generated[row])
-                if CLOSING_TAG.search(text) or len(generated[row]) >= self.max_new_tokens:
-                    active[row] = False
-                    closing[row] = True
+                fed[position] = True
+                step_input[position, 0] = token
+                text = self.format.decode_action(batch.generated[index])
+                if CLOSING_TAG.search(text) or len(batch.generated[index]) >= self.max_new_tokens:
+                    batch.active[index] = False
+                    batch.closing[index] = True
+            if not fed.any():  # every row ended with an end token: nothing left to run
+                break
+            if 2 * int((~fed).sum()) >= len(batch.rows):
+                # Half the rows are done: drop them so the rest stop paying for their padding.
+                for position in (~fed).nonzero().squeeze(1).tolist():
+                    texts[batch.rows[position]] = self._finish(batch, position)
+                keep = fed.nonzero().squeeze(1)
+                batch.select(keep)
+                fed, step_input = fed[keep], step_input[keep]
             # One decode step: fed rows add their token; the others add a pad that only sees itself.
-            key_real[:, column] = fed
-            visible = key_real[:, : column + 1].clone()
+            column = batch.column
+            batch.key_real[:, column] = fed
+            visible = batch.key_real[:, : column + 1].clone()
             visible[:, column] = True
-            attention = torch.zeros(rows, 1, 1, column + 1, dtype=self.model.dtype)
+            attention = torch.zeros(len(batch.rows), 1, 1, column + 1, dtype=self.model.dtype)
             attention.masked_fill_(~visible[:, None, None, :], mask_value)
-            positions = torch.where(fed, next_position, torch.zeros_like(next_position))[:, None]
+            positions = torch.where(fed, batch.next_position, torch.zeros_like(batch.next_position))
             output = self.model(
                 input_ids=step_input,
                 attention_mask=attention,
-                position_ids=positions,
-                past_key_values=cache,
+                position_ids=positions[:, None],
+                past_key_values=batch.cache,
                 use_cache=True,
             )
             logits = output.logits[:, -1].float()
-            next_position += fed.long()
-            column += 1
-
-        texts = []
-        for row, state in enumerate(states):
-            tokens, row_logprobs = generated[row], logprobs[row]
-            if tokens[-1] not in self.format.stop_token_ids:
-                tokens = [*tokens, self.format.end_of_turn_id]
-            state.extend(tokens, generated=True, logprobs=row_logprobs)
-            keep = key_real[row, :column].nonzero().squeeze(1)
-            state.cache = [
-                (layer.keys[row : row + 1, :, keep].clone(), layer.values[row : row + 1, :, keep].clone())
-                for layer in cache.layers
-            ]
-            state.cached = len(keep)
-            if state.cached != len(state.record.token_ids) - 1:  # all but the end token are cached
-                raise RuntimeError(
-                    f"cache bookkeeping error: {state.cached} vs {len(state.record.token_ids)}"
-                )
-            texts.append(self.format.decode_action(generated[row]))
+            batch.next_position += fed.long()
+            batch.column += 1
+            self.stats.decode_steps += 1
+        for position, index in enumerate(batch.rows):
+            texts[index] = self._finish(batch, position)
         return texts
+
+    def _finish(self, batch: _DecodeBatch, position: int) -> str:
+        """Commit a finished row: its tokens and log-probs, and its real cache columns."""
+        index = batch.rows[position]
+        state, tokens = batch.states[index], batch.generated[index]
+        committed = (
+            tokens if tokens[-1] in self.format.stop_token_ids else [*tokens, self.format.end_of_turn_id]
+        )
+        state.extend(committed, generated=True, logprobs=batch.logprobs[index])
+        keep = batch.key_real[position, : batch.column].nonzero().squeeze(1)
+        state.cache = [
+            (
+                layer.keys[position : position + 1, :, keep].clone(),
+                layer.values[position : position + 1, :, keep].clone(),
+            )
+            for layer in batch.cache.layers
+        ]
+        state.cached = len(keep)
+        if state.cached != len(state.record.token_ids) - 1:  # all but the end token are cached
+            raise RuntimeError(f"cache bookkeeping error: {state.cached} vs {len(state.record.token_ids)}")
+        return self.format.decode_action(tokens)
 
     def _sample(self, logits: Any) -> Any:
         """One token per row: argmax when greedy, else tempered top-p sampling with our generator."""
@@ -350,6 +395,52 @@ class LMPolicy:
             sorted_probs = sorted_probs.masked_fill(outside, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+
+@dataclass
+class _DecodeBatch:
+    """The rows still decoding: ``rows[p]`` is the index (into ``states``) of batch row ``p``.
+
+    Per-slot lists (``generated``, ``logprobs``, ``active``, ``closing``) are indexed by
+    slot index; tensors (``key_real``, ``next_position``, the cache) by batch row.
+    """
+
+    states: list[_Slot]
+    cache: Any
+    key_real: Any  # [rows, capacity] bool: which cache columns hold real tokens
+    next_position: Any  # [rows] long: the position id of each row's next token
+    column: int  # cache columns written so far
+    rows: list[int] = field(default_factory=list)
+    generated: list[list[int]] = field(default_factory=list)
+    logprobs: list[list[float]] = field(default_factory=list)
+    active: list[bool] = field(default_factory=list)  # still sampling
+    closing: list[bool] = field(default_factory=list)  # stopped by a tag or the budget: end token next
+
+    def __post_init__(self) -> None:
+        count = len(self.states)
+        self.rows = list(range(count))
+        self.generated = [[] for _ in range(count)]
+        self.logprobs = [[] for _ in range(count)]
+        self.active = [True] * count
+        self.closing = [False] * count
+
+    def select(self, keep: Any) -> None:
+        """Keep only the batch rows in ``keep`` (a long tensor of row positions)."""
+        _, transformers = require_torch()
+        slab_layer = _slab_layer_class()
+        self.cache = transformers.cache_utils.Cache(
+            layers=[
+                slab_layer(
+                    layer.key_buffer.index_select(0, keep),
+                    layer.value_buffer.index_select(0, keep),
+                    layer.length,
+                )
+                for layer in self.cache.layers
+            ]
+        )
+        self.key_real = self.key_real.index_select(0, keep)
+        self.next_position = self.next_position.index_select(0, keep)
+        self.rows = [self.rows[position] for position in keep.tolist()]
 
 
 _SLAB_LAYER: Any = None
@@ -368,24 +459,24 @@ def _slab_layer_class() -> Any:
         class SlabLayer(DynamicLayer):
             def __init__(self, keys: Any, values: Any, length: int) -> None:
                 super().__init__()
-                self._key_buffer, self._value_buffer = keys, values
+                self.key_buffer, self.value_buffer = keys, values
                 self.dtype, self.device = keys.dtype, keys.device
                 self.is_initialized = True
                 self.length = length
                 self._refresh_views()
 
             def _refresh_views(self) -> None:
-                self.keys = self._key_buffer[:, :, : self.length]
-                self.values = self._value_buffer[:, :, : self.length]
+                self.keys = self.key_buffer[:, :, : self.length]
+                self.values = self.value_buffer[:, :, : self.length]
 
             def update(
                 self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any
             ) -> tuple[Any, Any]:
                 end = self.length + key_states.shape[-2]
-                if end > self._key_buffer.shape[-2]:
+                if end > self.key_buffer.shape[-2]:
                     raise RuntimeError("decode ran past the preallocated KV buffer")
-                self._key_buffer[:, :, self.length : end] = key_states
-                self._value_buffer[:, :, self.length : end] = value_states
+                self.key_buffer[:, :, self.length : end] = key_states
+                self.value_buffer[:, :, self.length : end] = value_states
                 self.length = end
                 self._refresh_views()
                 return self.keys, self.values

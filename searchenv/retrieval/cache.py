@@ -141,7 +141,14 @@ def load_retriever(
         threads=threads,
     )
     retriever_class = getattr(_backend_module(backend), BACKENDS[backend][1])
-    retriever = retriever_class.load(folder, corpus, tokenizer=tokenizer, k1=k1, b=b, threads=threads)
+    try:
+        retriever = retriever_class.load(folder, corpus, tokenizer=tokenizer, k1=k1, b=b, threads=threads)
+    except FileNotFoundError:
+        # A concurrent ``rebuild=True`` swapped the folder out between our check and our load.
+        folder, meta, cached = ensure_index(
+            corpus, backend, k1=k1, b=b, cache_dir=cache_dir, tokenizer=tokenizer, threads=threads
+        )
+        retriever = retriever_class.load(folder, corpus, tokenizer=tokenizer, k1=k1, b=b, threads=threads)
     retriever.load_info = LoadInfo(folder, cached, time.perf_counter() - start, meta)
     return retriever
 

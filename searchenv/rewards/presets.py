@@ -104,6 +104,8 @@ PRESETS: Mapping[str, RewardPreset] = {
         RewardPreset("rezero", _REZERO_WEIGHTS),
         # ReZero's retry pays for repeating one query; this variant does not.
         RewardPreset("rezero-strict", _REZERO_WEIGHTS, strict_retry=True),
+        # The ablation of ReZero's persistence experiment: the same terms without retry.
+        RewardPreset("rezero-no-retry", {k: v for k, v in _REZERO_WEIGHTS.items() if k != "retry"}),
         RewardPreset("em", {"correctness": 1.0}),  # Search-R1's outcome reward
         RewardPreset("f1", {"correctness": 1.0}, correctness_variant="f1"),
     )

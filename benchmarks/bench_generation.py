@@ -1,0 +1,205 @@
+"""Rollout generation speed: batched across 8 envs against one episode at a time.
+
+    python -m benchmarks.bench_generation                  # tiny (fp32), smollm2-135m (fp32 and bf16)
+    python -m benchmarks.bench_generation --configs tiny:float32 --episodes 16
+
+For each model the same questions are played twice with the same greedy ``LMPolicy``: once
+with ``num_envs=8`` (one batched, KV-cached decode across the envs that are still running)
+and once with ``num_envs=1`` (episode by episode). Greedy decoding makes both runs generate
+the same tokens (exactly in float32; bf16 rounding can flip a near-tie), so the speed-up
+compares equal work. Reported: generated tokens per second of policy time (prefill + decode,
+what ``act`` costs) and of decode time alone (prefill work is the same in both runs), the
+end-to-end episode wall time, the model load time from the cache and, unless skipped, the
+one-off SmolLM2 GGUF conversion time. The target is a >= 3x batched speed-up.
+
+Episodes outnumber envs (a finished env takes the next question) so the batch stays full;
+with as many episodes as envs, the last long episode runs alone and hides the batching.
+Writes ``benchmarks/results/generation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tasks.records import atomic_write_lines
+
+RESULTS = Path(__file__).parent / "results" / "generation.json"
+
+
+class _TimedPolicy:
+    """Wraps an LMPolicy and adds up the time spent in ``act``."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.name = policy.name
+        self.seconds = 0.0
+
+    def act(self, observations: Any, infos: Any) -> list[str]:
+        started = time.perf_counter()
+        try:
+            return self.policy.act(observations, infos)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def reset(self, indices: Any = None) -> None:
+        self.policy.reset(indices)
+
+    def pop_episode(self, index: int) -> Any:
+        return self.policy.pop_episode(index)
+
+
+def _run(model: Any, tokenizer: Any, env_kwargs: dict, question_ids: list[str], num_envs: int, args) -> dict:
+    from agents.lm.policy import LMPolicy
+    from agents.lm.trajectory import collect_trajectories
+
+    lm = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=args.max_new_tokens, seed=0)
+    policy = _TimedPolicy(lm)
+    started = time.perf_counter()
+    trajectories = collect_trajectories(
+        policy, env_kwargs, None, question_ids=question_ids, num_envs=num_envs, progress=False
+    )
+    wall = time.perf_counter() - started
+    generated = sum(t.n_generated for t in trajectories)
+    return {
+        "num_envs": num_envs,
+        "episodes": len(trajectories),
+        "generated_tokens": generated,
+        "context_tokens": sum(len(t.token_ids) for t in trajectories),
+        "policy_seconds": policy.seconds,
+        "wall_seconds": wall,
+        "tokens_per_second": generated / policy.seconds,
+        "prefill_seconds": lm.stats.prefill_seconds,
+        "prefill_tokens": lm.stats.prefill_tokens,
+        "decode_seconds": lm.stats.decode_seconds,
+        "decode_steps": lm.stats.decode_steps,
+        "decode_tokens_per_second": lm.stats.decode_tokens_per_second,
+        "token_ids": [t.token_ids for t in trajectories],
+    }
+
+
+def measure(source: str, dtype: str, n_episodes: int, args) -> dict[str, Any]:
+    import torch
+
+    from agents.lm.models import load_model
+    from searchenv.resources import shared_task
+
+    load_model(source)  # builds or converts on first use; the timed load below is the cached one
+    started = time.perf_counter()
+    model, tokenizer = load_model(source, dtype=dtype)
+    load_seconds = time.perf_counter() - started
+    env_kwargs = {"split": "dev", "max_turns": args.max_turns, "top_k": 3}
+    question_ids = [q.qid for q in shared_task("factbook").questions("dev")[:n_episodes]]
+    _run(model, tokenizer, env_kwargs, question_ids[:2], 2, args)  # warm-up: index, numba, allocator
+
+    batched = _run(model, tokenizer, env_kwargs, question_ids, args.batch, args)
+    sequential = _run(model, tokenizer, env_kwargs, question_ids, 1, args)
+    same_tokens = batched.pop("token_ids") == sequential.pop("token_ids")
+    return {
+        "model": source,
+        "compute_dtype": dtype,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+        "load_seconds_cached": load_seconds,
+        "max_new_tokens": args.max_new_tokens,
+        "max_turns": args.max_turns,
+        "batched": batched,
+        "sequential": sequential,
+        "speedup_tokens_per_second": batched["tokens_per_second"] / sequential["tokens_per_second"],
+        "speedup_decode_tokens_per_second": batched["decode_tokens_per_second"]
+        / sequential["decode_tokens_per_second"],
+        "speedup_wall": sequential["wall_seconds"] / batched["wall_seconds"],
+        "identical_outputs": same_tokens,
+    }
+
+
+def conversion_seconds() -> float:
+    """Time the one-off GGUF -> safetensors conversion of SmolLM2 into a throwaway cache."""
+    from agents.lm.models import load_model
+
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        load_model("smollm2-135m", cache_dir=scratch)
+        return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["tiny:float32", "smollm2-135m:float32", "smollm2-135m:bfloat16"],
+        help="model source and compute dtype pairs",
+    )
+    parser.add_argument("--episodes", type=int, default=32, help="episodes per run for the tiny model")
+    parser.add_argument("--smollm2-episodes", type=int, default=24, help="episodes per run for SmolLM2")
+    parser.add_argument("--batch", type=int, default=8, help="envs generated together in the batched run")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-turns", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip-conversion", action="store_true", help="do not time the SmolLM2 conversion")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results: dict[str, Any] = {
+        "benchmark": "generation",
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu": platform.processor(),
+        },
+        "models": [],
+    }
+    sources = []
+    for config in args.configs:
+        source, _, dtype = config.partition(":")
+        episodes = args.smollm2_episodes if source.startswith("smollm2") else args.episodes
+        results["models"].append(measure(source, dtype or "float32", episodes, args))
+        sources.append(source)
+    if "smollm2-135m" in sources and not args.skip_conversion:
+        results["smollm2_conversion_seconds"] = conversion_seconds()
+
+    atomic_write_lines(args.out, [json.dumps(results, indent=2)])
+    print(_table(results))
+    return results
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = [
+        "| model | dtype | run | envs | episodes | tokens | prefill s | decode s | tokens/s "
+        "| decode tokens/s | speed-up (all / decode) | same tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in results["models"]:
+        for run in ("batched", "sequential"):
+            row = entry[run]
+            overall, decode = entry["speedup_tokens_per_second"], entry["speedup_decode_tokens_per_second"]
+            speedup = f"{overall:.2f}x / {decode:.2f}x" if run == "batched" else ""
+            same = entry["identical_outputs"] if run == "batched" else ""
+            lines.append(
+                f"| {entry['model']} | {entry['compute_dtype']} | {run} | {row['num_envs']} "
+                f"| {row['episodes']} | {row['generated_tokens']} | {row['prefill_seconds']:.1f} "
+                f"| {row['decode_seconds']:.1f} | {row['tokens_per_second']:.1f} "
+                f"| {row['decode_tokens_per_second']:.1f} | {speedup} | {same} |"
+            )
+    loads = ", ".join(
+        f"{e['model']} ({e['compute_dtype']}) {e['load_seconds_cached']:.2f} s" for e in results["models"]
+    )
+    lines.append(f"\ncached model load: {loads}")
+    if "smollm2_conversion_seconds" in results:
+        lines.append(f"SmolLM2 GGUF conversion (one-off): {results['smollm2_conversion_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
