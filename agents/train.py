@@ -684,7 +684,12 @@ def _optimizer_step(ctx: Context) -> float:
 
 
 def _episode_metrics(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+    components = sorted({key for t in trajectories for key in t.breakdown})
     return {
+        **{
+            f"reward_{key}": float(np.mean([t.breakdown.get(key, 0.0) for t in trajectories]))
+            for key in components
+        },
         "episode_rewards": [round(float(t.reward), 6) for t in trajectories],  # for intervals later
         "episodes": float(len(trajectories)),
         "reward_mean": float(np.mean([t.reward for t in trajectories])),

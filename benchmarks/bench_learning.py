@@ -321,9 +321,10 @@ def _save(figure: Any, path: Path) -> None:
         raise
 
 
-def plot_figures(report: Mapping[str, Any], runs: Path, out: Path) -> None:
+def plot_figures(report: Mapping[str, Any], out: Path) -> None:
+    """The three figures, from ``results.json`` and the metrics copies in ``out`` only."""
     plt = _pyplot()
-    sft = ckpt.read_metrics(runs / "sft" / "metrics.jsonl")
+    sft = ckpt.read_metrics(out / "sft_metrics.jsonl")
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     left.plot([r["step"] for r in sft], [r["loss"] for r in sft], lw=0.8)
     left.set(xlabel="step", ylabel="masked NLL (action tokens)", title="SFT loss", yscale="log")
@@ -332,20 +333,20 @@ def plot_figures(report: Mapping[str, Any], runs: Path, out: Path) -> None:
     test = report["phases"]["sft"]["test"]
     right.axhline(test["em"], color="C1", ls="--", label=f"test EM {test['em']:.2f} (n={test['n']})")
     right.axhline(0.5, color="grey", ls=":", label="target 0.5")
-    right.set(xlabel="step", ylabel="EM", title="SFT greedy EM (dev subset)", ylim=(0, 1))
+    right.set(xlabel="step", ylabel="EM", title="SFT greedy EM (dev subset)", ylim=(-0.02, 1), xlim=(0, None))
     right.legend(loc="upper left")
     _save(figure, out / "sft.png")
     plt.close(figure)
 
     figure, axis = plt.subplots(figsize=(6.5, 3.6))
-    for algo in ("nsr", "ppo"):
-        records = ckpt.read_metrics(runs / algo / "metrics.jsonl")
+    for color, algo in (("C0", "nsr"), ("C1", "ppo")):
+        records = ckpt.read_metrics(out / f"{algo}_metrics.jsonl")
         steps = np.array([r["step"] for r in records])
         rewards = np.array([r["reward_mean"] for r in records])
-        axis.plot(steps, rewards, alpha=0.35, lw=0.8, label=f"{algo} per step")
+        axis.plot(steps, rewards, color=color, alpha=0.35, lw=0.8, label=f"{algo} per step")
         if len(rewards) >= 3:
             smooth = np.convolve(rewards, np.ones(3) / 3, mode="valid")
-            axis.plot(steps[2:], smooth, lw=2, label=f"{algo} 3-step mean")
+            axis.plot(steps[2:], smooth, color=color, lw=2, label=f"{algo} 3-step mean")
     axis.set(xlabel="RL step", ylabel="mean episode reward", title="Training reward from the SFT checkpoint")
     axis.legend()
     _save(figure, out / "rl_reward.png")
@@ -373,7 +374,7 @@ def write_outputs(report: Mapping[str, Any], bench: BenchConfig, runs: Path) -> 
         shutil.copyfile(runs / name / "metrics.jsonl", out / f"{name}_metrics.jsonl")
     atomic_write_lines(out / "results.json", [json.dumps(report, indent=2)])
     atomic_write_lines(out / "results.md", [render_markdown(report)])
-    plot_figures(report, runs, out)
+    plot_figures(report, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -389,9 +390,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a plumbing check, not a measurement"
     )
+    parser.add_argument("--plots-only", action="store_true", help="redraw figures and results.md from --out")
     args = vars(parser.parse_args(argv))
-    quick = args.pop("quick")
+    quick, plots_only = args.pop("quick"), args.pop("plots_only")
     bench = BenchConfig(**args)
+    if plots_only:
+        out = Path(bench.out)
+        report = json.loads((out / "results.json").read_text())
+        atomic_write_lines(out / "results.md", [render_markdown(report)])
+        plot_figures(report, out)
+        return 0
     if quick:
         bench = dataclasses.replace(bench, **QUICK)
     report = run(bench)

@@ -1,54 +1,101 @@
-"""``make demo``: the main job on the bundled default task.
+"""``make demo``: the whole loop on the bundled default task, on a CPU.
 
-Builds (or loads) the factbook index, runs every scripted agent and probe over the test split,
-and prints EM, F1, mean reward, searches per episode and wall time.
+1. Build (or load) the factbook index and show a few numbers about the task.
+2. Train the tiny model with SFT on oracle demonstrations (single-hop questions).
+3. Continue it with NSR and with PPO, each from the SFT checkpoint.
+4. Evaluate every agent, scripted and trained, on the test split with the leaderboard, and
+   print its table and the paths of its plots.
+
+Runs go to ``runs/demo`` and resume when the demo is started again; ``--fresh`` starts over.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from agents.rollout import run_episodes, summarize
-from agents.scripted import PROBES, make_policy
 from searchenv.resources import shared_retriever, shared_task
 
+# The env the tiny model is trained and evaluated in: single-hop questions, short snippets.
+ENV_FLAGS = ("--hops", "1", "--snippet-chars", "200", "--max-turns", "4")
+COMMON_TRAIN_FLAGS = (
+    *ENV_FLAGS,
+    "--model", "tiny",
+    "--threads", "1",
+    "--num-envs", "16",
+    "--max-new-tokens", "32",
+    "--no-progress",
+)  # fmt: skip
+SFT_FLAGS = (
+    "--algo", "sft",
+    "--steps", "240",
+    "--lr", "0.003",
+    "--lr-schedule", "cosine",
+    "--warmup-steps", "20",
+    "--sft-batch-size", "8",
+    "--save-every", "60",
+)  # fmt: skip
+RL_FLAGS = {
+    "nsr": ("--algo", "nsr", "--steps", "15", "--lr", "0.0001", "--kl-coef", "0.0", "--save-every", "5"),
+    "ppo": ("--algo", "ppo", "--steps", "15", "--lr", "0.0001", "--kl-coef", "0.05", "--save-every", "5"),
+}
+SCRIPTED = ("random", "bm25", "oracle", "spam-search", "repeat-query", "candidate-list")
 
-def scripted_table(split: str, progress: bool) -> str:
-    task = shared_task("factbook")
-    question_ids = [q.qid for q in task.questions(split)]
-    rows = ["| agent | EM | F1 | reward | searches/ep | reads/ep | wall s |", "|---|---|---|---|---|---|---|"]
-    for name in ("random", "bm25", "oracle", *PROBES):
-        results = run_episodes(
-            make_policy(name), {"split": split}, question_ids=question_ids, progress=progress
-        )
-        s = summarize(results)
-        rows.append(
-            f"| {name} | {s['em']:.3f} | {s['f1']:.3f} | {s['reward']:.3f} | {s['searches']:.2f} "
-            f"| {s['reads']:.2f} | {s['wall_time']:.1f} |"
-        )
-    return "\n".join(rows)
+
+def run(command: Sequence[str]) -> None:
+    print("$ " + " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def train(name: str, flags: Sequence[str], out_root: Path, init: Path | None) -> Path:
+    out = out_root / name
+    command = [sys.executable, "-m", "agents.train", *COMMON_TRAIN_FLAGS, *flags, "--out", str(out)]
+    if init is not None:
+        command += ["--init", str(init)]
+    if (out / "checkpoints").exists():
+        command.append("--resume")
+    started = time.perf_counter()
+    run(command)
+    print(f"[demo] {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--results", type=Path, default=Path("runs/demo/leaderboard"))
+    parser.add_argument("--max-questions", type=int, default=None, help="evaluate on a subset")
+    parser.add_argument("--fresh", action="store_true", help="delete earlier demo runs first")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    if args.fresh and args.out.exists():
+        shutil.rmtree(args.out)
     task = shared_task("factbook")
     retriever = shared_retriever(task.corpus, "bm25s")
+    counts = ", ".join(f"{split} {len(qs)}" for split, qs in task.splits.items())
     print(
-        f"factbook: {len(task.corpus)} passages, "
-        + ", ".join(f"{split} {len(qs)}" for split, qs in task.splits.items())
-        + f" questions; index {retriever.backend} ready in {time.perf_counter() - started:.1f} s"
+        f"[demo] factbook: {len(task.corpus):,} passages; questions {counts}; index {retriever.backend} ready"
     )
-    print(f"\nScripted agents on the {args.split} split (preset rezero-strict):\n")
-    print(scripted_table(args.split, progress=not args.no_progress))
-    print(f"\nTotal wall time {time.perf_counter() - started:.1f} s")
-    return 0
+
+    sft = train("sft", SFT_FLAGS, args.out, init=None)
+    trained = {name: train(name, flags, args.out, init=sft) for name, flags in RL_FLAGS.items()}
+
+    from benchmarks import leaderboard
+
+    agents = [*SCRIPTED, f"sft={sft}", *(f"{name}={path}" for name, path in trained.items())]
+    leaderboard_args = ["--agents", *agents, *ENV_FLAGS, "--out", str(args.results), "--no-progress"]
+    if args.max_questions:
+        leaderboard_args += ["--max-questions", str(args.max_questions)]
+    print("$ python -m benchmarks.leaderboard " + " ".join(leaderboard_args), flush=True)
+    status = leaderboard.main(leaderboard_args)
+    print(f"\n[demo] total wall time {(time.perf_counter() - started) / 60:.1f} min")
+    return status
 
 
 if __name__ == "__main__":

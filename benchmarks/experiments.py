@@ -78,7 +78,7 @@ class Scale:
 
 
 FULL = Scale("full", 240, 120, 16, 16, 3e-4, 16, 64, None, None, 32)
-QUICK = Scale("quick", 2, 2, 1, 4, 3e-4, 3, 4, 6, 12, 8, max_new_tokens=16)
+QUICK = Scale("quick", 0, 2, 1, 4, 3e-4, 3, 4, 6, 12, 8, max_new_tokens=16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,7 +117,9 @@ def sft_commands(scale: Scale, runs: Path) -> list[tuple[Path, list[str]]]:
         "--save-every",
         str(scale.base_sft_steps),
     ]
-    start_cmd = ["--algo", "sft", "--init", str(base), "--out", str(start), "--kinds", KINDS]
+    # Without base steps (the quick scale) the start is SFT on KINDS from the untrained tiny model.
+    start_cmd = ["--algo", "sft", "--out", str(start), "--kinds", KINDS]
+    start_cmd += ["--init", str(base)] if scale.base_sft_steps else []
     start_cmd += ["--steps", str(scale.sft_steps), "--lr", "0.001", "--lr-schedule", "constant"]
     start_cmd += ["--sft-batch-size", "8", "--save-every", str(scale.sft_steps), "--eval-every", "0"]
     return [(base, base_cmd + common_args(scale)), (start, start_cmd + common_args(scale))]
@@ -171,10 +173,14 @@ def ensure_sft_start(scale: Scale, runs: Path, max_parallel: int) -> dict[str, A
     if scale is FULL and not finished(base, scale.base_sft_steps) and finished(helper, scale.base_sft_steps):
         shutil.copytree(helper, base, dirs_exist_ok=True)
         reused = True
-    times = run_commands([(base, base_args, scale.base_sft_steps)], max_parallel)
+    times = (
+        run_commands([(base, base_args, scale.base_sft_steps)], max_parallel) if scale.base_sft_steps else {}
+    )
     times |= run_commands([(start, start_args, scale.sft_steps)], max_parallel)
     return {
-        "base": {"command": cli(base_args), "copied_from": str(helper) if reused else None},
+        "base": {"command": cli(base_args), "copied_from": str(helper) if reused else None}
+        if scale.base_sft_steps
+        else None,
         "start": {"command": cli(start_args)},
         "wall_seconds": times,
     }

@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--max-turns", type=int, default=None)
     parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--snippet-chars", type=int, default=None)
+    parser.add_argument("--hops", type=int, default=None, help="keep only questions with this hop count")
     parser.add_argument("--reward-preset", default=None)
     parser.add_argument("--backend", default=None)
     parser.add_argument(
@@ -393,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value in (
             ("max_turns", args.max_turns),
             ("top_k", args.top_k),
+            ("snippet_chars", args.snippet_chars),
+            ("hops", args.hops),
             ("reward_preset", args.reward_preset),
             ("backend", args.backend),
         )

@@ -58,9 +58,10 @@ def _clean_argument(text: str) -> str:
     >>> _clean_argument("  capital of <b>France</b>\\n ")
     'capital of France'
     """
-    text = _ANY_TAG_RE.sub(" ", text)
+    if "<" in text:
+        text = _ANY_TAG_RE.sub(" ", text)
     text = _CONTROL_RE.sub(" ", text)
-    return _SPACES_RE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 def _invalid(message: str, search_tags: int = 0) -> ParsedAction:

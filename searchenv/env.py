@@ -168,7 +168,9 @@ class SearchQAEnv(gym.Env[str, Any]):
         if self._done or self._question is None:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         parsed = parse_action(action)
-        observation, turn, hits = self._execute(parsed, action if isinstance(action, str) else action_to_text(parsed))
+        observation, turn, hits = self._execute(
+            parsed, action if isinstance(action, str) else action_to_text(parsed)
+        )
         self._turns.append(turn)
         self._transcript.append((turn.raw, observation))
 
