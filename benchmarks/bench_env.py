@@ -3,8 +3,8 @@
     python -m benchmarks.bench_env --passages 100000
 
 Both loops run in this process on the same queries, interleaved in rounds, and are timed in
-CPU time of this process, so that other jobs on the shared cores inflate neither. Overhead = (env step - retriever call) / env step; the target is < 20%
-at 100k passages.
+CPU time of this process, so that other jobs on the shared cores inflate neither.
+Overhead = (env step - retriever call) / env step; the target is < 20% at 100k passages.
 """
 
 from __future__ import annotations
