@@ -318,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     hints = typing.get_type_hints(TrainConfig)
-    docs = field_docs(TrainConfig)
+    docs = {
+        name: text.replace("%", "%%") for name, text in field_docs(TrainConfig).items()
+    }  # argparse formats %
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         annotation = hints[field.name]

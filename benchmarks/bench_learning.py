@@ -1,6 +1,6 @@
 """Do the baseline agents learn on a CPU? Tiny-model SFT, then NSR and PPO from its checkpoint.
 
-    python -m benchmarks.bench_learning                # the full run, sized for ~20 min on 2 cores
+    python -m benchmarks.bench_learning                # the full run: 15.6 min measured (1 thread)
     python -m benchmarks.bench_learning --quick        # a plumbing check (~3 min)
 
 Phases, each one a plain ``agents.train`` run (so every number here can be reproduced with the
@@ -49,8 +49,8 @@ class BenchConfig:
     """Where results, logs and figures go."""
     runs: str = "runs/bench_learning"
     """Where the training runs (checkpoints) go."""
-    threads: int = 2
-    """torch threads."""
+    threads: int = 1
+    """torch threads (1: on a shared 2-core machine, 2 threads were slower, see NOTES)."""
     seed: int = 0
     """Seed of every run."""
     sft_steps: int = 240

@@ -73,7 +73,8 @@ def test_every_config_field_is_a_documented_option() -> None:
     for name in TrainConfig.__dataclass_fields__:
         assert name in options, name
         assert docs.get(name), f"field {name} has no docstring"
-        assert options[name].help == docs[name]
+        assert options[name].help == docs[name].replace("%", "%%")
+    assert "--reward-preset" in parser.format_help()
     cfg = config_from_args(["--algo", "grpo", "--hops", "1", "--no-progress", "--lr", "0.5"])
     assert (cfg.algo, cfg.hops, cfg.progress, cfg.lr) == ("grpo", 1, False, 0.5)
     resolved = cfg.resolved()
