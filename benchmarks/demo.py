@@ -71,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("runs/demo/leaderboard"))
     parser.add_argument("--max-questions", type=int, default=None, help="evaluate on a subset")
     parser.add_argument("--fresh", action="store_true", help="delete earlier demo runs first")
+    parser.add_argument(
+        "--quick", action="store_true", help="a plumbing check: 4 SFT and 2 RL steps, 30 test questions"
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -83,8 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[demo] factbook: {len(task.corpus):,} passages; questions {counts}; index {retriever.backend} ready"
     )
 
-    sft = train("sft", SFT_FLAGS, args.out, init=None)
-    trained = {name: train(name, flags, args.out, init=sft) for name, flags in RL_FLAGS.items()}
+    sft_flags, rl_flags = SFT_FLAGS, RL_FLAGS
+    if args.quick:
+        sft_flags = (*SFT_FLAGS, "--steps", "4", "--warmup-steps", "1", "--save-every", "2")
+        rl_flags = {name: (*flags, "--steps", "2", "--save-every", "1") for name, flags in RL_FLAGS.items()}
+        args.max_questions = args.max_questions or 30
+    sft = train("sft", sft_flags, args.out, init=None)
+    trained = {name: train(name, flags, args.out, init=sft) for name, flags in rl_flags.items()}
 
     from benchmarks import leaderboard
 
