@@ -1,0 +1,90 @@
+"""Before/after training reward of RL runs, from their own ``metrics.jsonl``.
+
+    python -m benchmarks.learning_report runs/smol_nsr runs/smol_ppo \\
+        --out benchmarks/results/learning_smollm2
+
+For each run: the mean reward of the training episodes in the first and the last quarter of
+its steps (at least one step each), with 95% bootstrap intervals over episodes, and the
+difference with an interval from independent resamples of the two sets. Copies each run's
+``metrics.jsonl`` and ``config.json`` next to the report, so the figures can be recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from searchenv.metrics import bootstrap_ci
+from tasks.records import atomic_write_lines
+
+
+def episode_rewards(run: Path) -> list[list[float]]:
+    """Per training step, the rewards of the episodes collected at that step."""
+    steps = []
+    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if "episode_rewards" in record:
+            steps.append([float(r) for r in record["episode_rewards"]])
+    if not steps:
+        raise ValueError(f"{run}/metrics.jsonl has no training episodes (is it an RL run?)")
+    return steps
+
+
+def before_after(steps: list[list[float]], seed: int = 0) -> dict[str, object]:
+    quarter = max(1, len(steps) // 4)
+    first = np.array([r for step in steps[:quarter] for r in step])
+    last = np.array([r for step in steps[-quarter:] for r in step])
+    rng = np.random.default_rng(seed)
+    diffs = [rng.choice(last, last.size).mean() - rng.choice(first, first.size).mean() for _ in range(2000)]
+    return {
+        "steps": len(steps),
+        "steps_per_quarter": quarter,
+        "first": bootstrap_ci(first, seed=seed).to_dict(),
+        "last": bootstrap_ci(last, seed=seed).to_dict(),
+        "difference": {
+            "mean": float(last.mean() - first.mean()),
+            "low": float(np.percentile(diffs, 2.5)),
+            "high": float(np.percentile(diffs, 97.5)),
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    report = {}
+    rows = [
+        "| run | steps | first quarter reward | last quarter reward | change |",
+        "|---|---|---|---|---|",
+    ]
+    for run in args.runs:
+        result = before_after(episode_rewards(run))
+        report[run.name] = result
+        first, last, diff = result["first"], result["last"], result["difference"]
+        rows.append(
+            f"| {run.name} | {result['steps']} "
+            f"| {first['mean']:.3f} [{first['low']:.3f}, {first['high']:.3f}] "
+            f"| {last['mean']:.3f} [{last['low']:.3f}, {last['high']:.3f}] "
+            f"| {diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] |"
+        )
+        target = args.out / run.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.jsonl", "config.json"):
+            if (run / name).exists():
+                shutil.copyfile(run / name, target / name)
+    atomic_write_lines(args.out / "rl_reward.json", [json.dumps(report, indent=2)])
+    atomic_write_lines(args.out / "rl_reward.md", rows)
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
