@@ -293,6 +293,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"{_fmt(training['reward_last'])} "
             f"| {training['accuracy_first']:.3f} -> {training['accuracy_last']:.3f} |"
         )
+    longer = report.get("longer_sft")
+    if longer:
+        test = longer["test"]
+        em = f"{test['em']:.3f} [{test['em_ci95'][0]:.3f}, {test['em_ci95'][1]:.3f}]"
+        curve = ", ".join(f"({s}, {e:.3f})" for s, e in longer["dev_em_curve"])
+        lines += [
+            "",
+            "## Beyond the budget: a longer SFT run",
+            "",
+            f"{longer['note']} After {longer['steps']} steps ({longer['epochs']:.1f} epochs of "
+            f"demonstrations, loss {longer['loss']:.3f}): test EM **{em}**, F1 {test['f1']:.3f} "
+            f"(n = {test['n']}). Dev EM (step, EM): {curve}. Command: `{longer['command']}`",
+        ]
     lines += ["", "Commands:", ""]
     lines += [f"- {algo}: `{report['phases'][algo]['command']}`" for algo in ("nsr", "ppo")]
     lines += ["", "Figures: `sft.png` (loss and dev EM), `rl_reward.png` (per-step training reward), "
