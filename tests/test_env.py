@@ -196,7 +196,7 @@ def test_group_mode_gives_each_group_one_question() -> None:
         ids = list(infos["question_id"])
         assert ids[0] == ids[1] and ids[2] == ids[3] and ids[4] == ids[5]
         assert len({ids[0], ids[2], ids[4]}) == 3
-        # Members end episodes at different times; the k-th episodes still share a question.
+        # After an autoreset the members' second episodes share a question too.
         vec.step(["<answer>a</answer>", "bad", "<answer>b</answer>", "bad", "bad", "<answer>c</answer>"])
         _, _, _, _, infos = vec.step(["<answer>x</answer>"] * 6)
         assert infos["question_id"][0] == infos["question_id"][1]
