@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.plots import draw_pass_at_k, style_pass_at_k_axis
 from searchenv.metrics import bootstrap_ci, paired_bootstrap_diff, pass_at_k_per_question
 from tasks.records import atomic_write_lines
 
@@ -829,19 +830,8 @@ def plot_passk(curves: Mapping[str, Mapping[int, Mapping]], path: Path, title: s
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for name, curve in curves.items():
-        ks = list(curve)
-        line = axis.plot(ks, [curve[k]["mean"] for k in ks], marker="o", label=name)[0]
-        axis.fill_between(
-            ks,
-            [curve[k]["low"] for k in ks],
-            [curve[k]["high"] for k in ks],
-            alpha=0.12,
-            color=line.get_color(),
-        )
-    axis.set_xscale("log", base=2)
-    axis.set_xlabel("k")
-    axis.set_ylabel("pass@k")
-    axis.set_ylim(-0.02, 1.02)
+        draw_pass_at_k(axis, curve, name, alpha=0.12)
+    style_pass_at_k_axis(axis)
     axis.grid(alpha=0.3)
     axis.legend()
     axis.set_title(title)

@@ -161,6 +161,26 @@ def _save_atomically(figure: Any, path: Path) -> Path:
     return path
 
 
+def draw_pass_at_k(axis: Any, curve: Mapping[Any, Mapping[str, float]], label: str, alpha: float) -> None:
+    """One pass@k curve (k -> {mean, low, high}) with its interval as a shaded band."""
+    ks = list(curve)
+    line = axis.plot([int(k) for k in ks], [curve[k]["mean"] for k in ks], marker="o", label=label)[0]
+    axis.fill_between(
+        [int(k) for k in ks],
+        [curve[k]["low"] for k in ks],
+        [curve[k]["high"] for k in ks],
+        alpha=alpha,
+        color=line.get_color(),
+    )
+
+
+def style_pass_at_k_axis(axis: Any) -> None:
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("k")
+    axis.set_ylabel("pass@k")
+    axis.set_ylim(-0.02, 1.02)
+
+
 def plot_pass_at_k(pairs: Sequence[Pair], path: str | os.PathLike[str]) -> Path:
     """pass@k against k (log2 axis), one line per agent with its interval shaded; a panel per task."""
     plt = _pyplot()
@@ -168,21 +188,8 @@ def plot_pass_at_k(pairs: Sequence[Pair], path: str | os.PathLike[str]) -> Path:
     figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
     for axis, task in zip(axes[0], tasks, strict=True):
         for pair in (p for p in pairs if p["task"] == task):
-            curve = pair["summary"]["pass_at_k"]
-            ks = [int(k) for k in curve]
-            means = [curve[k]["mean"] for k in curve]
-            line = axis.plot(ks, means, marker="o", label=pair["agent"])[0]
-            axis.fill_between(
-                ks,
-                [curve[k]["low"] for k in curve],
-                [curve[k]["high"] for k in curve],
-                alpha=0.15,
-                color=line.get_color(),
-            )
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("k")
-        axis.set_ylabel("pass@k")
-        axis.set_ylim(-0.02, 1.02)
+            draw_pass_at_k(axis, pair["summary"]["pass_at_k"], pair["agent"], alpha=0.15)
+        style_pass_at_k_axis(axis)
         axis.set_title(f"pass@k on {task}")
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
