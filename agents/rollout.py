@@ -1,4 +1,10 @@
-"""Play a policy in SearchQA envs and collect finished episodes."""
+"""The one episode loop: play any policy in SearchQA envs and collect finished episodes.
+
+Evaluation, leaderboards, SFT demonstrations and RL rollouts (GRPO groups included) all go
+through ``run_episodes``. A policy that records tokens (``LMPolicy``, ``DemonstrationPolicy``:
+anything with ``pop_episode(slot)``) hands each finished episode's tokens to its result, so
+trainers and evaluators read the same records.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -16,10 +22,18 @@ from agents.policy import Policy
 from searchenv.actions import action_to_text
 from searchenv.episode import EpisodeRecord
 
+if TYPE_CHECKING:
+    from agents.lm.tokens import EpisodeTokens
+
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """One finished episode: its record, reward, and the text the agent saw and wrote."""
+    """One finished episode: its record, reward, the text the agent saw and wrote, its tokens.
+
+    ``group_id`` numbers the groups of episodes that share a question and reset seed (GRPO);
+    with ``group_size=1`` it is the episode's index. ``tokens`` is the policy's token record
+    when the policy keeps one, else None.
+    """
 
     record: EpisodeRecord
     reward: float
@@ -28,10 +42,29 @@ class EpisodeResult:
     transcript: tuple[tuple[str, str], ...]
     wall_time: float
     truncated: bool = False
+    group_id: int = 0
+    tokens: EpisodeTokens | None = None
 
     @property
     def question_id(self) -> str:
+        """The id of the question the episode asked."""
         return self.record.question.qid
+
+    @property
+    def generated_tokens(self) -> int | None:
+        """Tokens the policy wrote (actions and end-of-turn tokens); None for scripted policies."""
+        return None if self.tokens is None else self.tokens.n_generated
+
+
+@dataclass
+class _Running:
+    """Bookkeeping of the episode a slot is playing."""
+
+    episode: int
+    group: int
+    started: float
+    transcript: list[tuple[str, str]]
+    rewards: list[float]
 
 
 def run_episodes(
@@ -42,39 +75,60 @@ def run_episodes(
     *,
     num_envs: int = 8,
     seed: int = 0,
+    group_size: int = 1,
     env_id: str = "SearchQA-v0",
     progress: bool = True,
 ) -> list[EpisodeResult]:
-    """Run ``policy`` for ``n_episodes`` random questions, or once per id in ``question_ids``.
+    """Play ``n_episodes`` episodes, or ``group_size`` episodes per id in ``question_ids``.
 
-    Up to ``num_envs`` episodes run side by side and the policy acts on all running envs in
-    one batched call. Results come back in the order the episodes were started, so a list of
-    question ids maps one to one onto the results. Episode ``j`` is reset with seed
-    ``seed + j``, which makes runs reproducible whatever the batch size.
+    Episodes come in groups of ``group_size`` consecutive episodes that share a question: group
+    ``g`` is reset with seed ``seed + g`` and asks ``question_ids[g]`` when ids are given, else
+    the question its first member draws. With ``group_size=1`` every episode is its own group,
+    so episode ``j`` is reset with seed ``seed + j``, whatever the batch size.
+
+    Up to ``num_envs`` episodes run side by side, and the policy acts on the running envs in one
+    batched call (only running envs cost a generation). Results come back in the order the
+    episodes were started. The policy's per-env state is keyed by ``info["slot"]``.
+
+    Raises:
+        ValueError: if neither or both of ``n_episodes`` and ``question_ids`` are given, or
+            ``n_episodes`` is not a positive multiple of ``group_size``.
+        RuntimeError: if the policy returns the wrong number of actions.
     """
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
     if (n_episodes is None) == (question_ids is None):
         raise ValueError("give exactly one of n_episodes and question_ids")
-    planned: list[str | None] = list(question_ids) if question_ids is not None else [None] * int(n_episodes)
-    if not planned:
+    if question_ids is not None:
+        planned_questions: list[str | None] = list(question_ids)
+    else:
+        if int(n_episodes or 0) < 1 or int(n_episodes or 0) % group_size:
+            raise ValueError(f"n_episodes={n_episodes} must be a positive multiple of group_size={group_size}")
+        planned_questions = [None] * (int(n_episodes or 0) // group_size)
+    total = len(planned_questions) * group_size
+    if total == 0:
         return []
-    num_envs = max(1, min(num_envs, len(planned)))
+    jobs = deque((episode, episode // group_size) for episode in range(total))
+    num_envs = max(1, min(num_envs, total))
     envs = [gym.make(env_id, **dict(env_kwargs or {})) for _ in range(num_envs)]
-    queue = deque(enumerate(planned))
+    pop_episode = getattr(policy, "pop_episode", None)
     results: dict[int, EpisodeResult] = {}
-    # Per slot while an episode runs: episode number, start time, transcript, rewards so far.
-    running: dict[int, tuple[int, float, list[tuple[str, str]], list[float]]] = {}
+    running: dict[int, _Running] = {}
     observations: dict[int, str] = {}
     infos: dict[int, dict[str, Any]] = {}
-    bar = _progress_bar(len(planned), progress, getattr(policy, "name", "policy"))
+    bar = _progress_bar(total, progress, getattr(policy, "name", "policy"))
 
     def start(slot: int) -> None:
-        episode, qid = queue.popleft()
+        episode, group = jobs.popleft()
+        qid = planned_questions[group]
         options = {"question_id": qid} if qid is not None else None
-        obs, info = envs[slot].reset(seed=seed + episode, options=options)
+        observation, info = envs[slot].reset(seed=seed + group, options=options)
+        # Every later member of a group asks the question the first member drew.
+        planned_questions[group] = str(info["question_id"])
         policy.reset([slot])
         info["slot"] = slot
-        observations[slot], infos[slot] = obs, info
-        running[slot] = (episode, time.perf_counter(), [("", obs)], [])
+        observations[slot], infos[slot] = observation, info
+        running[slot] = _Running(episode, group, time.perf_counter(), [("", observation)], [])
 
     try:
         for slot in range(num_envs):
@@ -86,35 +140,37 @@ def run_episodes(
                 raise RuntimeError(
                     f"{policy!r} returned {len(actions)} actions for {len(slots)} observations"
                 )
-            for slot, action in zip(slots, actions):
-                obs, reward, terminated, truncated, info = envs[slot].step(action)
+            for slot, action in zip(slots, actions, strict=True):
+                observation, reward, terminated, truncated, info = envs[slot].step(action)
                 info["slot"] = slot
-                episode, started, transcript, rewards = running[slot]
-                transcript.append((action_to_text(action), obs))
-                rewards.append(float(reward))
-                observations[slot], infos[slot] = obs, info
+                episode = running[slot]
+                episode.transcript.append((action_to_text(action), observation))
+                episode.rewards.append(float(reward))
+                observations[slot], infos[slot] = observation, info
                 if not (terminated or truncated):
                     continue
-                results[episode] = EpisodeResult(
+                results[episode.episode] = EpisodeResult(
                     record=info["episode"],
-                    reward=float(sum(rewards)),
+                    reward=float(sum(episode.rewards)),
                     breakdown=dict(info["reward_breakdown"]),
                     correct=bool(info["correct"]),
-                    transcript=tuple(transcript),
-                    wall_time=time.perf_counter() - started,
+                    transcript=tuple(episode.transcript),
+                    wall_time=time.perf_counter() - episode.started,
                     truncated=bool(truncated),
+                    group_id=episode.group,
+                    tokens=pop_episode(slot) if pop_episode is not None else None,
                 )
                 del running[slot]
                 if bar is not None:
                     bar.update(1)
-                if queue:
+                if jobs:
                     start(slot)
     finally:
         if bar is not None:
             bar.close()
         for env in envs:
             env.close()
-    return [results[i] for i in range(len(planned))]
+    return [results[episode] for episode in range(total)]
 
 
 def summarize(results: Sequence[EpisodeResult]) -> dict[str, float]:
@@ -134,7 +190,8 @@ def summarize(results: Sequence[EpisodeResult]) -> dict[str, float]:
     }
 
 
-def _progress_bar(total: int, enabled: bool, description: str):  # -> tqdm | None
+def _progress_bar(total: int, enabled: bool, description: str) -> Any:
+    """A tqdm bar over episodes, or None when progress is off (logs, tests)."""
     if not enabled:
         return None
     from tqdm.auto import tqdm

@@ -19,11 +19,9 @@ from typing import Any
 import numpy as np
 
 from agents.policy import Action, slot
+from searchenv.observations import HitLine, parse_hits, parse_passage, parse_question
 from tasks.records import Question, Task
 
-_HIT_RE = re.compile(r"^\[(\d+)\] (\S+) \| (.*?) \| (.*)$", re.MULTILINE)
-_READ_RE = re.compile(r"^<information>\n\[(\S+)\] (.*?)\n(.*)\n</information>$", re.DOTALL)
-_QUESTION_RE = re.compile(r"^Question: (.*)$", re.MULTILINE)
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _CLAUSE_RE = re.compile(r"(?<=[;.])\s+|\n+|\s+\|\s+")
 _PAREN_RE = re.compile(r"\([^)]*\)|\[[^\]]*\]")
@@ -37,9 +35,9 @@ QUESTION_WORDS = frozenset(
 
 
 def question_of(observation: str) -> str:
-    """The question line of a reset prompt."""
-    match = _QUESTION_RE.search(observation)
-    return match.group(1).strip() if match else observation.strip().splitlines()[-1]
+    """The question of a reset prompt; for any other observation, its last line."""
+    question = parse_question(observation)
+    return question.strip() if question is not None else observation.strip().splitlines()[-1]
 
 
 def content_words(text: str) -> list[str]:
@@ -53,11 +51,6 @@ def content_words(text: str) -> list[str]:
         if word not in QUESTION_WORDS:
             seen.setdefault(word, None)
     return list(seen)
-
-
-def parse_hits(observation: str) -> list[tuple[str, str, str]]:
-    """(doc_id, title, snippet) for each line of a search observation."""
-    return [(m.group(2), m.group(3), m.group(4)) for m in _HIT_RE.finditer(observation)]
 
 
 def clean_value(value: str) -> str:
@@ -179,7 +172,7 @@ class _Episode:
     queries: list[str] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
     texts: list[tuple[str, str]] = field(default_factory=list)
-    last_hits: list[tuple[str, str, str]] = field(default_factory=list)
+    last_hits: list[HitLine] = field(default_factory=list)
     plan: Generator[str, None, None] | None = None
     guess: str = ""
 
@@ -208,13 +201,15 @@ class _ScriptedPolicy:
                     question=question_of(observation), question_id=info["question_id"]
                 )
             episode = self._episodes[key]
-            hits = parse_hits(observation)
+            # Only each snippet's first line: the heuristics were tuned on (and the leaderboard
+            # reports) that reading; the rest of a multi-line snippet changes their answers.
+            hits = [HitLine(h.doc_id, h.title, h.snippet.partition("\n")[0]) for h in parse_hits(observation)]
             if hits:
                 episode.last_hits = hits
-                episode.texts.extend((title, snippet) for _, title, snippet in hits)
-            read = _READ_RE.match(observation)
-            if read and not hits:
-                episode.texts.append((read.group(2), read.group(3)))
+                episode.texts.extend((hit.title, hit.snippet) for hit in hits)
+            passage = parse_passage(observation)
+            if passage is not None:
+                episode.texts.append((passage.title, passage.text))
             actions.append(self.decide(episode, info))
         return actions
 
@@ -244,7 +239,8 @@ class RandomPolicy(_ScriptedPolicy):
             picked = self._rng.choice(words, size=min(2, len(words)), replace=False)
             return self.search(episode, " ".join(picked))
         if tool == "read" and episode.last_hits:
-            return self.read(episode, episode.last_hits[int(self._rng.integers(len(episode.last_hits)))][0])
+            hit = episode.last_hits[int(self._rng.integers(len(episode.last_hits)))]
+            return self.read(episode, hit.doc_id)
         seen = [w for _, text in episode.texts for w in _WORD_RE.findall(text)] or words
         return f"<answer>{seen[int(self._rng.integers(len(seen)))]}</answer>"
 
@@ -327,23 +323,24 @@ class BM25HeuristicPolicy(_ScriptedPolicy):
         The entity in the title counts most; words in the snippet break ties, then rank.
         """
         words = set(content_words(question))
-        unread = [hit for hit in episode.last_hits if hit[0] not in episode.reads]
+        unread = [hit for hit in episode.last_hits if hit.doc_id not in episode.reads]
         if not unread:
             return None
         scores = [
-            10 * len(words & set(content_words(subject_of(title)))) + len(words & set(content_words(snippet)))
-            for _, title, snippet in unread
+            10 * len(words & set(content_words(subject_of(hit.title))))
+            + len(words & set(content_words(hit.snippet)))
+            for hit in unread
         ]
-        return unread[int(np.argmax(scores))][0]
+        return unread[int(np.argmax(scores))].doc_id
 
     @staticmethod
     def entity_holding(episode: _Episode, value: str) -> str | None:
         """The entity of the retrieved passage that contains ``value`` (else the top hit's)."""
         needle = value.strip(' "?').lower()
-        for _, title, snippet in episode.last_hits:
-            if needle and needle in snippet.lower():
-                return subject_of(title)
-        return subject_of(episode.last_hits[0][1]) if episode.last_hits else None
+        for hit in episode.last_hits:
+            if needle and needle in hit.snippet.lower():
+                return subject_of(hit.title)
+        return subject_of(episode.last_hits[0].title) if episode.last_hits else None
 
 
 class OraclePolicy(_ScriptedPolicy):
@@ -371,7 +368,7 @@ class OraclePolicy(_ScriptedPolicy):
         if not missing or int(info.get("turns_left", 1)) <= 1:
             return answer
         target = missing[0]
-        retrieved = {doc_id for doc_id, _, _ in episode.last_hits}
+        retrieved = {hit.doc_id for hit in episode.last_hits}
         if target in retrieved:
             return self.read(episode, target)
         words = content_words(episode.question)
@@ -395,7 +392,7 @@ class SpamSearchPolicy(_ScriptedPolicy):
         if int(info.get("turns_left", 1)) > 1:
             episode.queries.append(" ".join(words))
             return "".join(f"<search>{' '.join(words[i:] or words)}</search>" for i in range(3))
-        title = episode.last_hits[0][1] if episode.last_hits else words[0]
+        title = episode.last_hits[0].title if episode.last_hits else words[0]
         return f"<answer>{title}</answer>"
 
 

@@ -6,10 +6,12 @@ import gymnasium as gym
 import pytest
 import torch
 
-from agents.lm.chat import ChatFormat, encode_transcript
+from agents.lm.chat import ChatFormat
 from agents.lm.models import env_vocabulary_texts, load_model
 from agents.lm.policy import LMPolicy
-from agents.lm.trajectory import Trajectory, collect_trajectories, pad_batch, sequence_logprobs
+from agents.lm.tokens import DemonstrationPolicy
+from agents.lm.trajectory import Trajectory, pad_batch, sequence_logprobs, trajectories_from
+from agents.rollout import run_episodes
 from searchenv.resources import shared_task
 
 torch.set_num_threads(1)
@@ -100,7 +102,7 @@ def test_segments_equal_one_shot_tokenization(tiny) -> None:
         ),
         (" <answer>Paris</answer>", "Answer submitted."),
     ]
-    token_ids, action_mask = fmt.encode_episode(PROMPTS[0], turns)
+    token_ids, action_mask = _demonstrated(tokenizer, PROMPTS[0], turns)
     assert token_ids == fmt.encode(fmt.render(PROMPTS[0], turns))
     assert token_ids[-1] == fmt.end_of_turn_id and action_mask[-1] == 1
     # Exactly the action tokens and their end-of-turn tokens are masked in.
@@ -108,8 +110,52 @@ def test_segments_equal_one_shot_tokenization(tiny) -> None:
     assert sum(action_mask) == sum(map(len, expected_actions))
     runs = _mask_runs(token_ids, action_mask)
     assert runs == expected_actions
-    transcript = (("", PROMPTS[0]), *turns)
-    assert encode_transcript(tokenizer, transcript) == (token_ids, action_mask)
+
+
+class _Script:
+    """A scripted teacher that replays fixed actions."""
+
+    name = "script"
+
+    def __init__(self, actions: list[str]) -> None:
+        self.actions = list(actions)
+
+    def act(self, observations, infos):  # noqa: ANN001, ANN201 - the Policy protocol
+        return [self.actions.pop(0) for _ in observations]
+
+    def reset(self, indices=None) -> None:  # noqa: ANN001
+        pass
+
+
+def _demonstrated(tokenizer, prompt: str, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+    """Record a scripted conversation through DemonstrationPolicy, the SFT token path."""
+    demo = DemonstrationPolicy(_Script([action for action, _ in turns]), tokenizer)
+    observations = [prompt] + [observation for _, observation in turns[:-1]]
+    for turn, observation in enumerate(observations):
+        demo.act([observation], [{"turn": turn, "slot": 0}])
+    record = demo.pop_episode(0)
+    assert not any(record.logprobs)
+    return record.token_ids, record.action_mask
+
+
+def test_demonstrations_and_sampled_episodes_share_one_token_path(tiny) -> None:
+    """A sampled episode's actions, replayed by a teacher, give back the very same tokens."""
+    model, tokenizer = tiny
+    policy = LMPolicy(model, tokenizer, max_new_tokens=12, greedy=True, seed=0)
+    sampled = run_episodes(policy, ENV_KWARGS, 2, num_envs=2, seed=5, progress=False)
+    fmt = ChatFormat.from_tokenizer(tokenizer)
+    for result in sampled:
+        assert result.tokens is not None
+        actions = [action for action, _ in result.transcript[1:]]
+        token_ids, action_mask = _demonstrated(tokenizer, result.transcript[0][1], list(result.transcript[1:]))
+        # Sampled ids need not be the canonical encoding of their text; compare where they are.
+        canonical = all(
+            run == fmt.action_ids(fmt.decode_action(run[:-1]))
+            for run in _mask_runs(result.tokens.token_ids, result.tokens.action_mask)
+        )
+        if canonical and all(fmt.decode_action(fmt.encode(a)) == a for a in actions):
+            assert (token_ids, action_mask) == (result.tokens.token_ids, result.tokens.action_mask)
+        assert sum(action_mask) == sum(len(fmt.action_ids(a)) for a in actions)
 
 
 def _mask_runs(token_ids: list[int], action_mask: list[int]) -> list[list[int]]:
@@ -163,17 +209,17 @@ def test_generation_stops_at_the_first_closing_tag(trained) -> None:
 
 
 def test_rows_that_finish_early_leave_the_batch(trained, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agents.lm import policy as policy_module
+    from agents.lm.kv_cache import DecodeBatch
 
     model, tokenizer = trained
     compactions: list[int] = []
-    original_select = policy_module._DecodeBatch.select
+    original_select = DecodeBatch.select
 
     def counting_select(self, keep) -> None:
         compactions.append(len(keep))
         original_select(self, keep)
 
-    monkeypatch.setattr(policy_module._DecodeBatch, "select", counting_select)
+    monkeypatch.setattr(DecodeBatch, "select", counting_select)
     batched = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=40)
     batched_actions = _play_two_turns(batched, [0, 1, 2])
     assert compactions  # the short action's row left the batch while the long one went on
@@ -290,8 +336,8 @@ def test_bad_arguments_are_clear_errors(tiny) -> None:
 def test_policy_plays_full_episodes_in_the_env(tiny) -> None:
     model, tokenizer = tiny
     policy = LMPolicy(model, tokenizer, max_new_tokens=12, seed=0, name="tiny")
-    trajectories = collect_trajectories(
-        policy, ENV_KWARGS, 6, num_envs=4, group_size=2, seed=3, progress=False
+    trajectories = trajectories_from(
+        run_episodes(policy, ENV_KWARGS, 6, num_envs=4, group_size=2, seed=3, progress=False)
     )
     assert len(trajectories) == 6
     assert [t.group_id for t in trajectories] == [0, 0, 1, 1, 2, 2]
@@ -304,7 +350,7 @@ def test_policy_plays_full_episodes_in_the_env(tiny) -> None:
     assert torch.allclose(fresh, recorded, atol=1e-4)
 
     ids = [trajectories[0].question_id, trajectories[4].question_id]
-    chosen = collect_trajectories(policy, ENV_KWARGS, None, question_ids=ids, num_envs=2, progress=False)
+    chosen = run_episodes(policy, ENV_KWARGS, question_ids=ids, num_envs=2, progress=False)
     assert [t.question_id for t in chosen] == ids
 
 
@@ -328,10 +374,10 @@ def test_smollm2_loads_offline_and_plays_episodes() -> None:
     model, tokenizer = load_model("smollm2-135m")
     fmt = ChatFormat.from_tokenizer(tokenizer)
     turns = [("<search>capital of France</search>", OBSERVATIONS[0]), ("<answer>Paris</answer>", "ok")]
-    assert fmt.encode_episode(PROMPTS[0], turns)[0] == fmt.encode(fmt.render(PROMPTS[0], turns))
+    assert _demonstrated(tokenizer, PROMPTS[0], turns)[0] == fmt.encode(fmt.render(PROMPTS[0], turns))
     policy = LMPolicy(model, tokenizer, max_new_tokens=16, temperature=0.7, seed=0, name="smollm2")
     env_kwargs = {"split": "train", "max_turns": 2, "top_k": 2, "snippet_chars": 120}
-    trajectories = collect_trajectories(policy, env_kwargs, 4, num_envs=4, progress=False)
+    trajectories = trajectories_from(run_episodes(policy, env_kwargs, 4, num_envs=4, progress=False))
     assert len(trajectories) == 4
     for trajectory in trajectories:
         runs = _mask_runs(trajectory.token_ids, trajectory.action_mask)

@@ -5,8 +5,11 @@ package is cheap; install them with ``pip install torch==2.13.0`` then ``pip ins
 
 - ``agents.lm.models``: ``load_model(source)`` for ``"tiny"``, ``"smollm2-135m"`` or a local folder.
 - ``agents.lm.chat``: ``ChatFormat`` turns an episode into token segments with a loss mask.
-- ``agents.lm.policy``: ``LMPolicy``, batched KV-cached generation with per-token log-probs.
-- ``agents.lm.trajectory``: ``collect_trajectories``, ``pad_batch``, ``sequence_logprobs``.
+- ``agents.lm.tokens``: ``EpisodeTokens``, the one token path; ``DemonstrationPolicy`` records a
+  scripted teacher's actions through it.
+- ``agents.lm.policy``: ``LMPolicy``, batched KV-cached generation with per-token log-probs
+  (``agents.lm.kv_cache`` holds its batched caches).
+- ``agents.lm.trajectory``: ``Trajectory``, ``trajectories_from``, ``pad_batch``, ``sequence_logprobs``.
 """
 
 from __future__ import annotations
@@ -15,23 +18,23 @@ from typing import Any
 
 __all__ = [
     "ChatFormat",
+    "DemonstrationPolicy",
     "EpisodeTokens",
     "LMPolicy",
     "Trajectory",
-    "collect_trajectories",
-    "encode_transcript",
     "load_model",
     "pad_batch",
     "sequence_logprobs",
+    "trajectories_from",
 ]
 
 _HOMES = {
     "ChatFormat": "agents.lm.chat",
-    "encode_transcript": "agents.lm.chat",
-    "EpisodeTokens": "agents.lm.policy",
+    "DemonstrationPolicy": "agents.lm.tokens",
+    "EpisodeTokens": "agents.lm.tokens",
     "LMPolicy": "agents.lm.policy",
     "Trajectory": "agents.lm.trajectory",
-    "collect_trajectories": "agents.lm.trajectory",
+    "trajectories_from": "agents.lm.trajectory",
     "pad_batch": "agents.lm.trajectory",
     "sequence_logprobs": "agents.lm.trajectory",
     "load_model": "agents.lm.models",

@@ -177,20 +177,6 @@ class ChatFormat:
             text = text[: -len(self.after_end_of_turn)]
         return text
 
-    def encode_episode(self, prompt: str, turns: Sequence[tuple[str, str]]) -> tuple[list[int], list[int]]:
-        """Segment-wise ``(token_ids, action_mask)`` of an episode whose actions are given as text."""
-        token_ids = self.prompt_ids(prompt)
-        action_mask = [0] * len(token_ids)
-        for index, (action, observation) in enumerate(turns):
-            action_tokens = self.action_ids(action)
-            token_ids += action_tokens
-            action_mask += [1] * len(action_tokens)
-            if index < len(turns) - 1:
-                observation_tokens = self.observation_ids(observation)
-                token_ids += observation_tokens
-                action_mask += [0] * len(observation_tokens)
-        return token_ids, action_mask
-
     # -- fitting a context budget -----------------------------------------------------------
 
     def truncate(self, text: str, max_tokens: int, keep: str = "head") -> str:
@@ -218,17 +204,3 @@ def chat_format(tokenizer: Any, observation_role: str = "user") -> ChatFormat:
         cached = (tokenizer, ChatFormat.from_tokenizer(tokenizer, observation_role))
         _FORMATS[key] = cached
     return cached[1]
-
-
-def encode_transcript(
-    tokenizer: Any, transcript: Sequence[tuple[str, str]], observation_role: str = "user"
-) -> tuple[list[int], list[int]]:
-    """``(token_ids, action_mask)`` of an ``EpisodeResult.transcript``.
-
-    The transcript is ``(("", prompt), (action, observation), ...)`` as ``agents.rollout``
-    records it. Actions are encoded canonically; the final observation is left out.
-    """
-    if not transcript or transcript[0][0] != "":
-        raise ValueError("a transcript starts with ('', prompt)")
-    fmt = chat_format(tokenizer, observation_role)
-    return fmt.encode_episode(transcript[0][1], list(transcript[1:]))

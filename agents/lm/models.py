@@ -11,23 +11,23 @@
   reloads in about a second).
 - a path to a local folder holding a Hugging Face causal LM and its tokenizer.
 
-Nothing is downloaded. Caches live under ``cache_dir``, else ``$SEARCHENV_HOME/models``, else
-``~/.cache/searchenv/models``, and every folder is written to a temp folder and renamed, so a
-killed build leaves nothing half-written.
+Nothing is downloaded. Caches live under ``cache_dir``, else ``models/`` of the cache home
+(``tasks.storage.cache_home``: ``$SEARCHENV_HOME``, else ``$XDG_CACHE_HOME/searchenv``, else
+``~/.cache/searchenv``), and every folder is written to a temp folder and renamed
+(``tasks.storage.atomic_directory``), so a killed build leaves nothing half-written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from tasks.storage import atomic_directory, cache_home
 
 TINY = "tiny"
 SMOLLM2 = "smollm2-135m"
@@ -80,32 +80,13 @@ def require_torch() -> tuple[Any, Any]:
 
 def models_home(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder that holds cached model folders."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    home = os.environ.get("SEARCHENV_HOME")
-    if home:
-        return Path(home) / "models"
-    return Path.home() / ".cache" / "searchenv" / "models"
+    return Path(cache_dir) if cache_dir is not None else cache_home("models")
 
 
-@contextlib.contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield a temp folder beside ``target``; rename it to ``target`` if the block succeeds.
-
-    If another process created ``target`` meanwhile, its folder wins and ours is discarded.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a model cache is meant to be shared
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _incomplete(folder: Path) -> bool:
+    # A model folder without config.json is a leftover to replace; one with it, built by another
+    # process while we built ours, wins over ours.
+    return not (folder / "config.json").exists()
 
 
 def _resolve_dtype(dtype: Any) -> Any:
@@ -133,17 +114,18 @@ def env_vocabulary_texts(passages: Iterable[tuple[str, str, str]], questions: It
     result layout become cheap to write for the tiny model.
     """
     from searchenv.actions import FORMAT_HELP
-    from searchenv.env import PROMPT_TEMPLATE
+    from searchenv.observations import render_error, render_hits, render_passage, render_prompt
 
     yield FORMAT_HELP
     for question in questions:
-        yield PROMPT_TEMPLATE.format(corpus="factbook", top_k=3, max_turns=6, question=question)
+        yield render_prompt(question, corpus="factbook", top_k=3, max_turns=6)
         yield f"<think>I should search for this.</think><search>{question}</search>"
     for doc_id, title, text in passages:
-        yield f"<information>\n[1] {doc_id} | {title} | {text[:300]}\n</information>"
-        yield f"<information>\n[{doc_id}] {title}\n{text}\n</information>"
+        yield render_hits([(doc_id, title, text[:300])])
+        # Uncut: these texts key the tiny model's cache, and they were always whole passages.
+        yield render_passage(doc_id, title, text, max_chars=None)
         yield f"<search>{title}</search> <read>{doc_id}</read> <answer>{title.split(' — ')[0]}</answer>"
-    yield f"<error>{FORMAT_HELP}</error>"
+    yield render_error(FORMAT_HELP)
 
 
 def default_corpus_texts() -> list[str]:
@@ -225,7 +207,7 @@ def tiny_folder(
         raise ValueError("corpus_texts is empty: the tiny tokenizer needs text to train on")
     folder = models_home(cache_dir) / f"tiny-{_tiny_key(texts, TINY_VOCAB_SIZE, seed)}"
     if not (folder / "config.json").exists():
-        with atomic_folder(folder) as tmp:
+        with atomic_directory(folder, replace=_incomplete) as tmp:
             build_tiny(tmp, texts, seed=seed)
     return folder
 
@@ -285,7 +267,7 @@ def smollm2_folder(
     key = f"v{_SMOLLM2_FORMAT_VERSION}-{gguf_path.stat().st_size}-{storage_dtype}"
     folder = models_home(cache_dir) / f"smollm2-135m-instruct-{key}"
     if not (folder / "config.json").exists():
-        with atomic_folder(folder) as tmp:
+        with atomic_directory(folder, replace=_incomplete) as tmp:
             convert_smollm2(tmp, gguf_path, _resolve_dtype(storage_dtype))
     return folder
 

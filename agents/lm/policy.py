@@ -29,53 +29,26 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agents.lm.chat import ChatFormat, chat_format
+from agents.lm.kv_cache import DecodeBatch, left_padded_cache
 from agents.lm.models import require_torch
+from agents.lm.tokens import ContextBudget, EpisodeTokens, context_limit
 from agents.policy import slot
 
 CLOSING_TAG = re.compile(r"</(?:search|read|answer)>")
-MIN_OBSERVATION_TOKENS = 16
 
 
 @dataclass
-class EpisodeTokens:
-    """The token record of one episode as the policy produced it.
-
-    ``token_ids`` is the whole conversation (prompt, actions, observations) in order;
-    ``action_mask[t]`` is 1 for tokens the policy generated (action text and each action's
-    end-of-turn token), 0 otherwise; ``logprobs[t]`` is the behaviour log-prob of a
-    generated token, 0.0 where the mask is 0. ``context_exhausted`` is True when the context
-    budget ran out and the later turns were answered with an empty action.
-    """
-
-    token_ids: list[int] = field(default_factory=list)
-    action_mask: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    n_generated: int = 0
-    context_exhausted: bool = False
-
-
-@dataclass
-class _Slot:
-    """One env's running episode: its tokens and the KV cache of their first ``cached``."""
+class SlotState:
+    """One env's running episode: its token record and the KV cache of its first ``cached`` tokens."""
 
     record: EpisodeTokens = field(default_factory=EpisodeTokens)
     cache: list[tuple[Any, Any]] | None = None  # per layer (keys, values), [1, heads, cached, dim]
     cached: int = 0
-
-    def extend(
-        self, token_ids: Sequence[int], generated: bool, logprobs: Sequence[float] | None = None
-    ) -> None:
-        record = self.record
-        record.token_ids.extend(int(t) for t in token_ids)
-        record.action_mask.extend([int(generated)] * len(token_ids))
-        record.logprobs.extend(logprobs if logprobs is not None else [0.0] * len(token_ids))
-        if generated:
-            record.n_generated += len(token_ids)
 
 
 @dataclass
@@ -122,12 +95,7 @@ class LMPolicy:
             raise ValueError(f"temperature must be > 0 when sampling, got {temperature} (use greedy=True)")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        model_limit = int(getattr(model.config, "max_position_embeddings", 4096) or 4096)
-        self.max_context_tokens = min(model_limit, 4096) if max_context_tokens is None else max_context_tokens
-        if self.max_context_tokens > model_limit:
-            raise ValueError(
-                f"max_context_tokens={self.max_context_tokens} exceeds the model's {model_limit}"
-            )
+        self.max_context_tokens = context_limit(model, max_context_tokens)
         if self.max_context_tokens < max_new_tokens + 64:
             raise ValueError(
                 f"max_context_tokens={self.max_context_tokens} leaves no room for a prompt "
@@ -136,6 +104,7 @@ class LMPolicy:
         self.model = model
         self.tokenizer = tokenizer
         self.format: ChatFormat = chat_format(tokenizer, observation_role)
+        self.budget = ContextBudget(self.format, self.max_context_tokens, max_new_tokens)
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
@@ -146,7 +115,7 @@ class LMPolicy:
         self.pad_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.format.end_of_turn_id
         )
-        self._slots: dict[int, _Slot] = {}
+        self._slots: dict[int, SlotState] = {}
         self._exhausted: set[int] = set()
         self.stats = GenerationStats()
 
@@ -178,25 +147,25 @@ class LMPolicy:
         if len(set(slots)) != len(slots):
             raise ValueError(f"two observations claim the same slot: {slots}")
         actions = [""] * len(observations)
-        runnable: list[tuple[int, _Slot]] = []
+        runnable: list[tuple[int, SlotState]] = []
         for position, (key, observation, info) in enumerate(zip(slots, observations, infos, strict=True)):
             if not isinstance(observation, str):
                 raise TypeError(f"observation {position} is {type(observation).__name__}, not str")
             state = self._slots.get(key)
             if state is None or info.get("turn") == 0 or not state.record.token_ids:
-                state = self._slots[key] = _Slot()
+                state = self._slots[key] = SlotState()
                 self._exhausted.discard(key)
-                fitted = self._fit_prompt(observation)
+                fitted = self.budget.prompt(observation)
             elif key in self._exhausted:
                 continue
             else:
-                fitted = self._fit_observation(state, observation)
+                fitted = self.budget.observation(len(state.record.token_ids), observation)
             if fitted is None:
                 # Out of context: answer with an empty (invalid) action until the budget ends the episode.
                 self._exhausted.add(key)
                 state.record.context_exhausted = True
                 continue
-            state.extend(fitted, generated=False)
+            state.record.extend(fitted, generated=False)
             runnable.append((position, state))
         if runnable:
             texts = self._generate([state for _, state in runnable])
@@ -212,48 +181,9 @@ class LMPolicy:
             raise KeyError(f"slot {index} has no episode: act() was never called for it since its last reset")
         return state.record
 
-    # -- context budget ------------------------------------------------------------------------
-
-    def _room(self, used: int) -> int:
-        """Tokens a new segment may take, keeping room for a full action and its end token."""
-        return self.max_context_tokens - used - self.max_new_tokens - 1
-
-    def _fit_prompt(self, prompt: str) -> list[int] | None:
-        # A prompt that has to be cut keeps its tail: the question comes last.
-        return self._fit(self.format.prompt_ids, prompt, self._room(0), "tail")
-
-    def _fit_observation(self, state: _Slot, observation: str) -> list[int] | None:
-        return self._fit(
-            self.format.observation_ids, observation, self._room(len(state.record.token_ids)), "head"
-        )
-
-    def _fit(self, segment: Callable[[str], list[int]], text: str, room: int, keep: str) -> list[int] | None:
-        """The segment of ``text``, cut (at ``keep``) to fit in ``room`` tokens; None if it cannot.
-
-        A text that has to be cut gets only half the room when that is still a useful size, so
-        the turns after it are not starved.
-        """
-        ids = segment(text)
-        if len(ids) <= room:
-            return ids
-        if room // 2 >= 4 * MIN_OBSERVATION_TOKENS:
-            room //= 2
-        content = len(self.format.encode(text))
-        overflow = len(ids) - room
-        margin = 8  # the marker and re-tokenization at the cut cost a few tokens
-        for _ in range(8):
-            budget = content - overflow - margin
-            if budget < MIN_OBSERVATION_TOKENS:
-                return None
-            ids = segment(self.format.truncate(text, budget, keep=keep))
-            if len(ids) <= room:
-                return ids
-            margin *= 2
-        return None
-
     # -- generation ----------------------------------------------------------------------------
 
-    def _generate(self, states: list[_Slot]) -> list[str]:
+    def _generate(self, states: list[SlotState]) -> list[str]:
         torch, _ = require_torch()
         was_training = self.model.training
         self.model.eval()
@@ -275,7 +205,7 @@ class LMPolicy:
         finally:
             self.model.train(was_training)
 
-    def _prefill(self, state: _Slot) -> Any:
+    def _prefill(self, state: SlotState) -> Any:
         """Run the slot's uncached tokens on top of its cache; return the last logits [1, V]."""
         torch, transformers = require_torch()
         new_tokens = state.record.token_ids[state.cached :]
@@ -296,13 +226,13 @@ class LMPolicy:
         state.cached += len(new_tokens)
         return output.logits[:, -1].float()
 
-    def _decode(self, states: list[_Slot], logits: Any) -> list[str]:
+    def _decode(self, states: list[SlotState], logits: Any) -> list[str]:
         """Sample every slot's action together; ``logits`` [N, V] are the prefill's last logits."""
         torch, _ = require_torch()
         lengths = [state.cached for state in states]
         width = max(lengths)
-        cache, key_real = _left_padded_cache(states, width, width + self.max_new_tokens + 1)
-        batch = _DecodeBatch(states, cache, key_real, torch.tensor(lengths), column=width)
+        cache, key_real = left_padded_cache(states, width, width + self.max_new_tokens + 1)
+        batch = DecodeBatch(states, cache, key_real, torch.tensor(lengths), column=width)
         end_id = self.format.end_of_turn_id
         mask_value = torch.finfo(self.model.dtype).min
         texts = [""] * len(states)
@@ -362,14 +292,14 @@ class LMPolicy:
             texts[index] = self._finish(batch, position)
         return texts
 
-    def _finish(self, batch: _DecodeBatch, position: int) -> str:
+    def _finish(self, batch: DecodeBatch, position: int) -> str:
         """Commit a finished row: its tokens and log-probs, and its real cache columns."""
         index = batch.rows[position]
         state, tokens = batch.states[index], batch.generated[index]
         committed = (
             tokens if tokens[-1] in self.format.stop_token_ids else [*tokens, self.format.end_of_turn_id]
         )
-        state.extend(committed, generated=True, logprobs=batch.logprobs[index])
+        state.record.extend(committed, generated=True, logprobs=batch.logprobs[index])
         keep = batch.key_real[position, : batch.column].nonzero().squeeze(1)
         state.cache = [
             (
@@ -395,121 +325,6 @@ class LMPolicy:
             sorted_probs = sorted_probs.masked_fill(outside, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
-
-
-@dataclass
-class _DecodeBatch:
-    """The rows still decoding: ``rows[p]`` is the index (into ``states``) of batch row ``p``.
-
-    Per-slot lists (``generated``, ``logprobs``, ``active``, ``closing``) are indexed by
-    slot index; tensors (``key_real``, ``next_position``, the cache) by batch row.
-    """
-
-    states: list[_Slot]
-    cache: Any
-    key_real: Any  # [rows, capacity] bool: which cache columns hold real tokens
-    next_position: Any  # [rows] long: the position id of each row's next token
-    column: int  # cache columns written so far
-    rows: list[int] = field(default_factory=list)
-    generated: list[list[int]] = field(default_factory=list)
-    logprobs: list[list[float]] = field(default_factory=list)
-    active: list[bool] = field(default_factory=list)  # still sampling
-    closing: list[bool] = field(default_factory=list)  # stopped by a tag or the budget: end token next
-
-    def __post_init__(self) -> None:
-        count = len(self.states)
-        self.rows = list(range(count))
-        self.generated = [[] for _ in range(count)]
-        self.logprobs = [[] for _ in range(count)]
-        self.active = [True] * count
-        self.closing = [False] * count
-
-    def select(self, keep: Any) -> None:
-        """Keep only the batch rows in ``keep`` (a long tensor of row positions)."""
-        _, transformers = require_torch()
-        slab_layer = _slab_layer_class()
-        self.cache = transformers.cache_utils.Cache(
-            layers=[
-                slab_layer(
-                    layer.key_buffer.index_select(0, keep),
-                    layer.value_buffer.index_select(0, keep),
-                    layer.length,
-                )
-                for layer in self.cache.layers
-            ]
-        )
-        self.key_real = self.key_real.index_select(0, keep)
-        self.next_position = self.next_position.index_select(0, keep)
-        self.rows = [self.rows[position] for position in keep.tolist()]
-
-
-_SLAB_LAYER: Any = None
-
-
-def _slab_layer_class() -> Any:
-    """A KV-cache layer over a preallocated buffer, so a decode step writes in place.
-
-    transformers' ``DynamicLayer`` concatenates on every step, which copies the whole batch
-    cache per token; this layer keeps the cost of a step proportional to the new token only.
-    """
-    global _SLAB_LAYER
-    if _SLAB_LAYER is None:
-        from transformers.cache_utils import DynamicLayer
-
-        class SlabLayer(DynamicLayer):
-            def __init__(self, keys: Any, values: Any, length: int) -> None:
-                super().__init__()
-                self.key_buffer, self.value_buffer = keys, values
-                self.dtype, self.device = keys.dtype, keys.device
-                self.is_initialized = True
-                self.length = length
-                self._refresh_views()
-
-            def _refresh_views(self) -> None:
-                self.keys = self.key_buffer[:, :, : self.length]
-                self.values = self.value_buffer[:, :, : self.length]
-
-            def update(
-                self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any
-            ) -> tuple[Any, Any]:
-                end = self.length + key_states.shape[-2]
-                if end > self.key_buffer.shape[-2]:
-                    raise RuntimeError("decode ran past the preallocated KV buffer")
-                self.key_buffer[:, :, self.length : end] = key_states
-                self.value_buffer[:, :, self.length : end] = value_states
-                self.length = end
-                self._refresh_views()
-                return self.keys, self.values
-
-            def get_seq_length(self) -> int:
-                return self.length
-
-            def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-                return self.length + query_length, 0
-
-        _SLAB_LAYER = SlabLayer
-    return _SLAB_LAYER
-
-
-def _left_padded_cache(states: list[_Slot], width: int, capacity: int) -> tuple[Any, Any]:
-    """Stack the slots' caches right-aligned at ``width`` into buffers of ``capacity`` columns."""
-    torch, transformers = require_torch()
-    rows = len(states)
-    key_real = torch.zeros(rows, capacity, dtype=torch.bool)
-    slab_layer = _slab_layer_class()
-    layers = []
-    for layer_index in range(len(states[0].cache or [])):
-        sample_keys, sample_values = states[0].cache[layer_index]
-        keys = sample_keys.new_zeros(rows, sample_keys.shape[1], capacity, sample_keys.shape[3])
-        values = sample_values.new_zeros(rows, sample_values.shape[1], capacity, sample_values.shape[3])
-        for row, state in enumerate(states):
-            row_keys, row_values = state.cache[layer_index]
-            keys[row, :, width - state.cached : width] = row_keys[0]
-            values[row, :, width - state.cached : width] = row_values[0]
-        layers.append(slab_layer(keys, values, width))
-    for row, state in enumerate(states):
-        key_real[row, width - state.cached : width] = True
-    return transformers.cache_utils.Cache(layers=layers), key_real
 
 
 def _info_list(infos: Sequence[Mapping[str, Any]] | Mapping[str, Any], count: int) -> list[Mapping[str, Any]]:

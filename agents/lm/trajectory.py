@@ -1,9 +1,9 @@
-"""Trajectories for training: rollouts of an ``LMPolicy`` paired with rewards, and the tensors
-trainers differentiate.
+"""Trajectories for training: finished episodes with their tokens, and the tensors trainers
+differentiate.
 
-- ``collect_trajectories`` plays episodes in SearchQA envs with an ``LMPolicy`` and returns
-  one ``Trajectory`` per episode (its tokens, action mask, behaviour log-probs, reward,
-  correctness, reward breakdown and group id).
+- ``trajectories_from`` turns the results of ``agents.rollout.run_episodes`` (played by a
+  token-recording policy) into one ``Trajectory`` per episode (its tokens, action mask,
+  behaviour log-probs, reward, correctness, reward breakdown and group id).
 - ``pad_batch`` right-pads trajectories into ``[B, T]`` tensors; ``sequence_logprobs``
   gives ``[B, T-1]`` next-token log-probs under a model (with gradient).
 
@@ -16,7 +16,6 @@ of token ``t + 1``. So compare ``sequence_logprobs(model, batch)`` with
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from agents.lm.models import require_torch
 
 if TYPE_CHECKING:
-    from agents.lm.policy import LMPolicy
+    from agents.rollout import EpisodeResult
 
 
 @dataclass(frozen=True)
@@ -63,108 +62,32 @@ class Trajectory:
         return sum(self.action_mask)
 
 
-def collect_trajectories(
-    policy: LMPolicy,
-    env_kwargs: Mapping[str, Any],
-    n_episodes: int | None,
-    *,
-    num_envs: int = 8,
-    group_size: int = 1,
-    seed: int = 0,
-    question_ids: Sequence[str] | None = None,
-    progress: bool = True,
-    env_id: str = "SearchQA-v0",
-) -> list[Trajectory]:
-    """Play ``n_episodes`` episodes with ``policy``, ``num_envs`` at a time, batched.
+def trajectories_from(results: Sequence[EpisodeResult]) -> list[Trajectory]:
+    """Training records of finished episodes played by a token-recording policy.
 
-    Episodes come in groups of ``group_size`` that share a question (GRPO-style); group ``g``
-    is reset with seed ``seed + g``, and asks ``question_ids[g % len(question_ids)]`` when ids
-    are given (``n_episodes=None`` then means one group per id), else the question the env
-    draws. Results come back in start order: group by group, ``group_id = g``.
-
-    Like ``agents.rollout.run_episodes``, this drives a list of single envs rather than a
-    gymnasium vector env: each episode needs its own reset seed and question id, and only the
-    envs that still run should cost a generation. The policy's per-slot state is keyed by
-    ``info["slot"]``, and each finished episode's tokens are taken with ``pop_episode``.
+    Every result must carry the tokens its policy recorded (``LMPolicy`` for sampled episodes,
+    ``DemonstrationPolicy`` for demonstrations): there is no other way in.
     """
-    import gymnasium as gym
-
-    import searchenv  # noqa: F401  (registers the env ids)
-
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
-    if question_ids is not None and not question_ids:
-        raise ValueError("question_ids is empty")
-    if n_episodes is None:
-        if question_ids is None:
-            raise ValueError("give n_episodes, or question_ids to play each id once per group member")
-        n_episodes = len(question_ids) * group_size
-    if n_episodes < 1 or n_episodes % group_size:
-        raise ValueError(f"n_episodes={n_episodes} must be a positive multiple of group_size={group_size}")
-
-    jobs = deque((episode, episode // group_size) for episode in range(n_episodes))
-    num_envs = max(1, min(num_envs, n_episodes))
-    envs = [gym.make(env_id, **dict(env_kwargs)) for _ in range(num_envs)]
-    group_questions: dict[int, str] = {}
-    running: dict[int, tuple[int, int, list[float]]] = {}  # slot -> episode, group, rewards so far
-    observations: dict[int, str] = {}
-    infos: dict[int, dict[str, Any]] = {}
-    results: dict[int, Trajectory] = {}
-    bar = _progress_bar(n_episodes, progress, getattr(policy, "name", "lm"))
-
-    def start(slot: int) -> None:
-        episode, group = jobs.popleft()
-        qid = group_questions.get(group)
-        if qid is None and question_ids is not None:
-            qid = question_ids[group % len(question_ids)]
-        options = {"question_id": qid} if qid is not None else None
-        observation, info = envs[slot].reset(seed=seed + group, options=options)
-        # Every member of a group asks the question the first member drew.
-        group_questions.setdefault(group, str(info["question_id"]))
-        policy.reset([slot])
-        info["slot"] = slot
-        observations[slot], infos[slot] = observation, info
-        running[slot] = (episode, group, [])
-
-    try:
-        policy.reset()
-        for slot in range(num_envs):
-            start(slot)
-        while running:
-            slots = sorted(running)
-            actions = policy.act([observations[s] for s in slots], [infos[s] for s in slots])
-            if len(actions) != len(slots):
-                raise RuntimeError(f"the policy returned {len(actions)} actions for {len(slots)} envs")
-            for slot, action in zip(slots, actions, strict=True):
-                observation, reward, terminated, truncated, info = envs[slot].step(action)
-                info["slot"] = slot
-                episode, group, rewards = running[slot]
-                rewards.append(float(reward))
-                observations[slot], infos[slot] = observation, info
-                if not (terminated or truncated):
-                    continue
-                tokens = policy.pop_episode(slot)
-                results[episode] = Trajectory(
-                    question_id=str(info["question_id"]),
-                    token_ids=list(tokens.token_ids),
-                    action_mask=list(tokens.action_mask),
-                    logprobs=list(tokens.logprobs),
-                    reward=float(sum(rewards)),
-                    correct=bool(info["correct"]),
-                    breakdown={k: float(v) for k, v in info["reward_breakdown"].items()},
-                    group_id=group,
-                )
-                del running[slot]
-                if bar is not None:
-                    bar.update(1)
-                if jobs:
-                    start(slot)
-    finally:
-        if bar is not None:
-            bar.close()
-        for env in envs:
-            env.close()
-    return [results[episode] for episode in range(n_episodes)]
+    trajectories = []
+    for result in results:
+        if result.tokens is None:
+            raise ValueError(
+                f"episode {result.question_id!r} has no token record: play it with LMPolicy or "
+                "DemonstrationPolicy"
+            )
+        trajectories.append(
+            Trajectory(
+                question_id=result.question_id,
+                token_ids=list(result.tokens.token_ids),
+                action_mask=list(result.tokens.action_mask),
+                logprobs=list(result.tokens.logprobs),
+                reward=float(result.reward),
+                correct=bool(result.correct),
+                breakdown={key: float(value) for key, value in result.breakdown.items()},
+                group_id=result.group_id,
+            )
+        )
+    return trajectories
 
 
 def pad_batch(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, Any]:
@@ -213,11 +136,3 @@ def sequence_logprobs(model: Any, batch: Mapping[str, Any], *, temperature: floa
         logits = logits / temperature
     targets = input_ids[:, 1:].unsqueeze(-1)
     return logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
-def _progress_bar(total: int, enabled: bool, description: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="ep", leave=False)

@@ -6,23 +6,12 @@ import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
-from agents.objectives import (  # noqa: E402
-    ValueHead,
-    aggregate,
-    clipped_policy_loss,
-    clipped_value_loss,
-    entropy_from_logits,
-    gae_advantages,
-    grpo_advantages,
-    kl_penalty,
-    nsr_advantages,
-    sft_loss,
-    terminal_token_rewards,
-    whiten,
-    wreinforce_advantages,
-)
+from agents.algos.pg import grpo_advantages, nsr_advantages, wreinforce_advantages
+from agents.algos.ppo import ValueHead, clipped_value_loss, gae_advantages, terminal_token_rewards
+from agents.algos.sft import sft_loss
+from agents.losses import aggregate, clipped_policy_loss, entropy_from_logits, kl_penalty, whiten
 
 torch.set_num_threads(1)
 

@@ -1,0 +1,243 @@
+"""What every algorithm shares between a batch of episodes and an optimizer step.
+
+    collect    sample episodes from the current policy through the one episode loop
+    forward    per-token log-probs of action tokens (+ values, entropy) in one pass
+    accumulate backward a loss over micro-batches, weighted to equal one big batch
+    step       gradient clipping and the optimizer step
+
+Algorithms in ``agents.algos`` combine these with their own advantages and loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agents.weights import torch_module
+
+if TYPE_CHECKING:
+    import torch
+
+    from agents.learner import Run
+    from agents.lm.policy import LMPolicy
+    from agents.lm.trajectory import Trajectory
+
+LossFunction = Callable[["Forward", list[int]], tuple[Any, dict[str, float]]]
+
+
+# -- rollouts ------------------------------------------------------------------------------------
+
+
+def step_seed(seed: int, step: int, stream: int) -> int:
+    """A seed for (run seed, step, purpose): the rollouts of step s are the same on every resume."""
+    return int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0] % (2**31 - 1))
+
+
+def make_policy(run: Run, *, seed: int, greedy: bool) -> LMPolicy:
+    """The learner's current weights as a policy that records tokens and behaviour log-probs."""
+    from agents.lm.policy import LMPolicy
+
+    cfg = run.cfg
+    return LMPolicy(
+        run.learner.model,
+        run.learner.tokenizer,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        greedy=greedy,
+        seed=seed,
+        name=f"{cfg.algo}-train",
+    )
+
+
+def collect(run: Run, step: int) -> list[Trajectory]:
+    """Sample ``episodes_per_step`` episodes from the current policy, in groups of ``group_size``."""
+    from agents.lm.trajectory import trajectories_from
+    from agents.rollout import run_episodes
+
+    cfg = run.cfg
+    run.learner.model.eval()
+    policy = make_policy(run, seed=step_seed(cfg.seed, step, 1), greedy=False)
+    with torch_module().no_grad():
+        results = run_episodes(
+            policy,
+            cfg.env_kwargs(),
+            cfg.episodes_per_step,
+            num_envs=cfg.num_envs,
+            group_size=cfg.group_size or 1,
+            seed=step_seed(cfg.seed, step, 2),
+            progress=False,
+        )
+    return trajectories_from(results)
+
+
+def episode_metrics(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+    """Reward, accuracy and length of a batch of episodes, and each episode's reward."""
+    components = sorted({key for t in trajectories for key in t.breakdown})
+    return {
+        **{
+            f"reward_{key}": float(np.mean([t.breakdown.get(key, 0.0) for t in trajectories]))
+            for key in components
+        },
+        "episode_rewards": [round(float(t.reward), 6) for t in trajectories],  # for intervals later
+        "episodes": float(len(trajectories)),
+        "reward_mean": float(np.mean([t.reward for t in trajectories])),
+        "accuracy": float(np.mean([t.correct for t in trajectories])),
+        "tokens": float(sum(len(t.token_ids) for t in trajectories)),
+        "seq_len_mean": float(np.mean([len(t.token_ids) for t in trajectories])),
+    }
+
+
+# -- the forward pass ---------------------------------------------------------------------------
+
+
+@dataclass
+class Forward:
+    """Per-token quantities aligned with the shifted sequence: position t predicts token t+1."""
+
+    logprobs: torch.Tensor  # [B, T-1], 0 outside action tokens on the fast path
+    action_mask: torch.Tensor  # [B, T-1], bool
+    values: torch.Tensor | None = None  # [B, T-1], with a value head
+    entropy: torch.Tensor | None = None  # [B, T-1], when the entropy bonus is on
+
+
+def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    """(transformer body, output projection) of a plain causal LM, or None to use full logits."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if getattr(config, "final_logit_softcapping", None) or not hasattr(base, "get_decoder"):
+        return None
+    head = base.get_output_embeddings()
+    return (base.get_decoder(), head) if head is not None else None
+
+
+def forward(
+    model: Any,
+    batch: Mapping[str, Any],
+    *,
+    value_head: Any = None,
+    entropy: bool = False,
+    value_backprop: bool = False,
+    temperature: float = 1.0,
+) -> Forward:
+    """Log-probs of the batch's action tokens (+ values, entropy) in one pass.
+
+    Same numbers as ``agents.lm.trajectory.sequence_logprobs`` on action tokens (a test checks
+    it), but the vocabulary projection runs on action positions only: on the tiny model it is
+    ~40% of the compute, and action tokens are ~5% of an episode. Outside action tokens the
+    log-probs are constant zeros, so nothing there can carry gradient.
+    """
+    torch = torch_module()
+    action_mask = batch["action_mask"][:, 1:].bool()
+    parts = _decoder_and_head(model)
+    if parts is None:
+        from agents.lm.trajectory import sequence_logprobs
+
+        if value_head is not None or entropy:
+            raise NotImplementedError(
+                "values and entropy need a model with get_decoder()/get_output_embeddings()"
+            )
+        return Forward(sequence_logprobs(model, batch, temperature=temperature), action_mask)
+    decoder, head = parts
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    states = hidden[:, :-1]
+    targets = batch["input_ids"][:, 1:][action_mask]
+    logits = head(states[action_mask]).float() / temperature
+    log_dist = torch.log_softmax(logits, dim=-1)
+    picked = log_dist.gather(-1, targets[:, None]).squeeze(-1)
+    logprobs = torch.zeros(action_mask.shape, dtype=picked.dtype).masked_scatter(action_mask, picked)
+    values = None
+    if value_head is not None:
+        values = value_head(states if value_backprop else states.detach())
+    entropy_values = None
+    if entropy:
+        per_token = -(log_dist.exp() * log_dist).sum(-1)
+        entropy_values = torch.zeros(action_mask.shape, dtype=per_token.dtype).masked_scatter(
+            action_mask, per_token
+        )
+    return Forward(logprobs, action_mask, values, entropy_values)
+
+
+def run_forward(
+    run: Run, model: Any, batch: Mapping[str, Any], *, values: bool = True, entropy: bool = False
+) -> Forward:
+    """``forward`` at the run's log-prob temperature, with its value head when ``values``."""
+    cfg = run.cfg
+    return forward(
+        model,
+        batch,
+        value_head=run.learner.value_head if values else None,
+        entropy=entropy,
+        value_backprop=cfg.value_backprop,
+        temperature=run.algorithm.logprob_temperature(cfg),
+    )
+
+
+# -- batches, gradients, the optimizer -----------------------------------------------------------
+
+
+def chunks(indices: Sequence[int], size: int) -> Iterator[list[int]]:
+    """Consecutive slices of ``indices`` of at most ``size`` items."""
+    for start in range(0, len(indices), size):
+        yield list(indices[start : start + size])
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The id used to pad batches: the tokenizer's pad token, else its EOS token."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError("the tokenizer has neither a pad nor an eos token")
+    return int(pad)
+
+
+def pad_rows(rows: Sequence[torch.Tensor], length: int) -> torch.Tensor:
+    """Right-pad 1-D per-sequence tensors to [B, length] with zeros (masked out anyway)."""
+    torch = torch_module()
+    out = torch.zeros(len(rows), length)
+    for i, row in enumerate(rows):
+        out[i, : row.shape[0]] = row
+    return out
+
+
+def accumulate(run: Run, trajectories: Sequence[Trajectory], loss_of: LossFunction) -> tuple[dict[str, float], int]:
+    """Backward ``loss_of(forward, rows)`` over micro-batches, weighted to equal one big batch.
+
+    Returns the weighted means of the statistics ``loss_of`` reports and the action tokens.
+    """
+    from agents.lm.trajectory import pad_batch
+
+    cfg = run.cfg
+    padding = pad_id(run.learner.tokenizer)
+    tokens = [sum(t.action_mask[1:]) for t in trajectories]
+    total_tokens = sum(tokens)
+    if total_tokens == 0:
+        raise ValueError("no action tokens in the batch")
+    totals: dict[str, float] = {}
+    for rows in chunks(range(len(trajectories)), cfg.micro_batch_size):
+        batch = pad_batch([trajectories[i] for i in rows], padding)
+        out = run_forward(run, run.learner.model, batch, entropy=cfg.entropy_coef > 0)
+        loss, stats = loss_of(out, rows)
+        if cfg.aggregation == "token-mean":
+            weight = sum(tokens[i] for i in rows) / total_tokens
+        else:
+            weight = len(rows) / len(trajectories)
+        (loss * weight).backward()
+        for key, value in {"loss": float(loss.detach()), **stats}.items():
+            totals[key] = totals.get(key, 0.0) + weight * value
+    return totals, total_tokens
+
+
+def optimizer_step(run: Run) -> float:
+    """Clip gradients (when configured), step the optimizer, zero the gradients; return the norm."""
+    torch = torch_module()
+    params = run.learner.parameters()
+    if run.cfg.max_grad_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, run.cfg.max_grad_norm)
+    else:
+        grads = [p.grad.norm() for p in params if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.tensor(0.0)
+    run.learner.optimizer.step()
+    run.learner.optimizer.zero_grad(set_to_none=True)
+    return float(norm)
