@@ -30,12 +30,30 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+
+from tasks.storage import atomic_directory, atomic_write_json, atomic_write_lines
+
+__all__ = [
+    "CHECKPOINTS_FOLDER",
+    "STATE_FILE",
+    "MetricsLog",
+    "atomic_write_json",
+    "checkpoint_name",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "read_metrics",
+    "read_state",
+    "remove_partial_checkpoints",
+    "restore_rng_state",
+    "rng_state",
+    "truncate_metrics",
+    "write_checkpoint",
+]
 
 CHECKPOINTS_FOLDER = "checkpoints"
 STATE_FILE = "state.json"
@@ -52,22 +70,6 @@ def checkpoint_name(step: int) -> str:
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     return f"{_PREFIX}{step:08d}"
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(root: Path) -> None:
-    """fsync every file and folder under ``root`` (files first, then their folders)."""
-    for folder, _, files in os.walk(root, topdown=False):
-        for name in files:
-            _fsync_path(Path(folder) / name)
-        _fsync_path(Path(folder))
 
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
@@ -118,21 +120,11 @@ def write_checkpoint(
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
     if "step" in state:
         raise ValueError("state must not carry 'step': write_checkpoint records it")
-    parent = Path(run_dir) / CHECKPOINTS_FOLDER
-    parent.mkdir(parents=True, exist_ok=True)
-    final = parent / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f"{_TMP_PREFIX}{checkpoint_name(step)}-"))
-    try:
-        write_contents(tmp)
-        (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2, sort_keys=True))
-        fsync_tree(tmp)
-        if final.exists():  # a re-save of the same step (e.g. the final save after a resume)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_path(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    final = Path(run_dir) / CHECKPOINTS_FOLDER / checkpoint_name(step)
+    # A re-save of the same step (e.g. the final save after a resume) replaces the old folder.
+    with atomic_directory(final, replace=True) as folder:
+        write_contents(folder)
+        atomic_write_json(folder / STATE_FILE, {"step": step, **state})
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -144,13 +136,6 @@ def read_state(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no {STATE_FILE})")
     return json.loads(path.read_text())
-
-
-def atomic_write_json(path: str | os.PathLike[str], value: Any) -> None:
-    """Write JSON through a temp file and a rename."""
-    from tasks.records import atomic_write_lines
-
-    atomic_write_lines(path, [json.dumps(value, indent=2, sort_keys=True)])
 
 
 # --- random number generator states ---------------------------------------------------------
@@ -192,8 +177,6 @@ def truncate_metrics(path: str | os.PathLike[str], last_step: int) -> int:
             continue  # a line torn by a kill
         if isinstance(record, dict) and int(record.get("step", -1)) <= last_step:
             kept.append(line)
-    from tasks.records import atomic_write_lines
-
     atomic_write_lines(target, kept)
     return len(kept)
 

@@ -165,7 +165,8 @@ class TrainConfig:
     """Model cache folder passed to agents.lm.models.load_model."""
 
     def __post_init__(self) -> None:
-        positive = ("steps", "max_turns", "top_k", "episodes_per_step", "num_envs", "max_new_tokens")
+        positive: tuple[str, ...] = ("steps", "max_turns", "top_k", "episodes_per_step", "num_envs")
+        positive += ("max_new_tokens",)
         positive += ("sft_batch_size", "micro_batch_size", "eval_episodes", "save_every", "keep_last")
         for name in positive:
             if getattr(self, name) < 1:

@@ -24,9 +24,13 @@ class Policy(Protocol):
 
     name: str
 
-    def act(self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]) -> list[Action]: ...
+    def act(self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]) -> Sequence[Action]:
+        """One action per observation."""
+        ...
 
-    def reset(self, indices: Sequence[int] | None = None) -> None: ...
+    def reset(self, indices: Sequence[int] | None = None) -> None:
+        """Forget the per-env state of ``indices`` (of every env when None)."""
+        ...
 
 
 def slot(info: Mapping[str, Any], position: int) -> int:

@@ -9,11 +9,11 @@ from tasks.records import (
     Passage,
     Question,
     Task,
-    atomic_write_lines,
     question_to_dict,
     split_counts,
 )
 from tasks.registry import available_tasks, load_task
+from tasks.storage import atomic_write_lines
 
 __all__ = [
     "SPLITS",

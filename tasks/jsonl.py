@@ -1,9 +1,9 @@
-"""Any FlashRAG / Search-R1 style dataset from local JSONL files, and the writer for that format.
+r"""Any FlashRAG / Search-R1 style dataset from local JSONL files, and the writer for that format.
 
 Questions: one JSON object per line, ``{"id", "question", "golden_answers"}`` (``golden_answers`` a
 list or a string; ids may be ints), optionally ``supporting_doc_ids`` and a ``metadata`` dict with
 ``kind`` (or HotpotQA's ``type``) and ``hops``. Corpus: ``{"id", "contents"}`` where ``contents`` is
-``"title"\\ntext`` (FlashRAG; the first line is the title, possibly quoted), or ``{"id", "title",
+``"title"\ntext`` (FlashRAG; the first line is the title, possibly quoted), or ``{"id", "title",
 "text"}``. Files may be gzipped (``.gz``). A malformed line raises :class:`JsonlFormatError` naming
 ``file:line``; nothing is skipped silently (only blank lines are ignored).
 """
@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tasks.records import SPLITS, Corpus, Passage, Question, Task, atomic_write_lines
+from tasks.records import SPLITS, Corpus, Passage, Question, Task
+from tasks.storage import atomic_write_lines
 
 PathLike = str | os.PathLike[str]
 SPLIT_ALIASES = {"validation": "dev", "val": "dev", "valid": "dev", "development": "dev"}
@@ -57,9 +58,9 @@ def _identifier(value: Any, where: str, field: str) -> str:
 
 
 def split_contents(contents: str) -> tuple[str, str]:
-    """FlashRAG ``contents`` -> (title, text): the first line is the title, quotes stripped.
+    r"""FlashRAG ``contents`` -> (title, text): the first line is the title, quotes stripped.
 
-    >>> split_contents('"Paris"\\nParis is the capital of France.')
+    >>> split_contents('"Paris"\nParis is the capital of France.')
     ('Paris', 'Paris is the capital of France.')
     >>> split_contents("no title line")
     ('', 'no title line')

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+
+# Re-exported: agents.checkpoint and several benchmarks import atomic_write_lines from here.
+from tasks.storage import atomic_write_lines
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 
@@ -44,6 +45,7 @@ class Question:
     split: str = "train"
 
     def __post_init__(self) -> None:
+        """Reject a question without answers or with an unknown split."""
         if not self.answers:
             raise ValueError(f"question {self.qid!r} has no gold answers")
         if self.split not in SPLITS:
@@ -58,6 +60,7 @@ class Corpus(Mapping[str, Passage]):
     """
 
     def __init__(self, passages: Iterable[Passage]) -> None:
+        """Store ``passages`` in the order given; a repeated doc_id raises ``ValueError``."""
         self._passages: dict[str, Passage] = {}
         for passage in passages:
             if passage.doc_id in self._passages:
@@ -67,15 +70,19 @@ class Corpus(Mapping[str, Passage]):
         self._fingerprint: str | None = None
 
     def __getitem__(self, doc_id: str) -> Passage:
+        """The passage with this doc_id (``KeyError`` if none)."""
         return self._passages[doc_id]
 
     def __iter__(self) -> Iterator[str]:
+        """The doc_ids, in corpus order."""
         return iter(self.doc_ids)
 
     def __len__(self) -> int:
+        """The number of passages."""
         return len(self.doc_ids)
 
     def passages(self) -> Iterator[Passage]:
+        """The passages, in corpus order."""
         return iter(self._passages.values())
 
     def fingerprint(self) -> str:
@@ -107,37 +114,22 @@ class Task:
     splits: Mapping[str, tuple[Question, ...]] = field(default_factory=dict)
 
     def questions(self, split: str) -> tuple[Question, ...]:
+        """The questions of ``split``; an unknown split raises ``KeyError`` naming the known ones."""
         if split not in self.splits:
             raise KeyError(f"task {self.name!r} has no split {split!r}; it has {sorted(self.splits)}")
         return self.splits[split]
 
 
 def question_to_dict(question: Question) -> dict[str, object]:
+    """A question as a JSON-ready dict (tuples become lists)."""
     record = asdict(question)
     record["answers"] = list(question.answers)
     record["supporting_doc_ids"] = list(question.supporting_doc_ids)
     return record
 
 
-def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
-    """Write text lines to ``path`` through a temp file in the same folder and a rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def split_counts(task: Task) -> dict[str, int]:
+    """The number of questions per split."""
     return {split: len(qs) for split, qs in task.splits.items()}
 
 

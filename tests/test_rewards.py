@@ -21,6 +21,7 @@ from searchenv.rewards import (
     diversity,
     episode_reward,
     evidence,
+    exact_match,
     format_score,
     get_preset,
     normalize_answer,
@@ -92,6 +93,19 @@ def test_normalize_answer_keeps_script_specific_marks() -> None:
     assert normalize_answer("कुल") != normalize_answer("कल")
     with pytest.raises(TypeError):
         normalize_answer(None)  # type: ignore[arg-type]
+
+
+def test_tasks_and_rewards_share_one_answer_normalization() -> None:
+    # Tasks dedupe answers and check gold passages with the normalization rewards grade with, so
+    # an answer a task lists as distinct is never graded as equal to another, and vice versa.
+    from tasks import factbook, text
+    from tasks.factbook.source import with_folded
+
+    assert normalize_answer is text.normalize_answer is factbook.normalize_answer
+    assert normalize_answer("Straße") == normalize_answer("STRASSE") == "strasse"  # case folding
+    assert exact_match("STRASSE", "Straße") and exact_match("Straße", "strasse")
+    assert text.contains_answer("Die Hauptstraße, Berlin", "HAUPTSTRASSE")
+    assert with_folded(["Straße", "STRASSE", "Strasse"]) == ("Straße",)  # one answer, one form
 
 
 def test_token_f1_hand_values() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import tasks
-from tasks import factbook, jsonl, registry
+from tasks import factbook, jsonl, registry, storage, text
 from tasks.factbook import (
     FORBIDDEN_IN_ANSWERS,
     contains_answer,
@@ -313,6 +313,7 @@ def test_listing_tasks_imports_no_loader() -> None:
 
 
 def test_doctests() -> None:
-    for module in (factbook, jsonl, registry):
+    stages = (factbook.source, factbook.passages, factbook.fields, factbook.questions)
+    for module in (*stages, text, storage, jsonl, registry):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__

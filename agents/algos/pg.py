@@ -242,7 +242,7 @@ class PolicyGradient(Algorithm):
             if (cfg.kl_coef or 0.0) > 0:
                 ref = pad_rows([scored.ref_logprobs[i] for i in rows], width)
                 kl = kl_penalty(out.logprobs, ref, mask, cfg.kl_estimator, cfg.aggregation)
-                loss = loss + cfg.kl_coef * kl
+                loss = loss + (cfg.kl_coef or 0.0) * kl
                 stats["kl"] = float(kl.detach())
             if out.entropy is not None:
                 entropy = aggregate(out.entropy, mask, cfg.aggregation)

@@ -117,13 +117,14 @@ def left_padded_cache(states: list[SlotState], width: int, capacity: int) -> tup
     rows = len(states)
     key_real = torch.zeros(rows, capacity, dtype=torch.bool)
     slab_layer = slab_layer_class()
+    caches = [state.cache or [] for state in states]
     layers = []
-    for layer_index in range(len(states[0].cache or [])):
-        sample_keys, sample_values = states[0].cache[layer_index]
+    for layer_index in range(len(caches[0])):
+        sample_keys, sample_values = caches[0][layer_index]
         keys = sample_keys.new_zeros(rows, sample_keys.shape[1], capacity, sample_keys.shape[3])
         values = sample_values.new_zeros(rows, sample_values.shape[1], capacity, sample_values.shape[3])
-        for row, state in enumerate(states):
-            row_keys, row_values = state.cache[layer_index]
+        for row, (state, cache) in enumerate(zip(states, caches, strict=True)):
+            row_keys, row_values = cache[layer_index]
             keys[row, :, width - state.cached : width] = row_keys[0]
             values[row, :, width - state.cached : width] = row_values[0]
         layers.append(slab_layer(keys, values, width))

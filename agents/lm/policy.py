@@ -327,7 +327,9 @@ class LMPolicy:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
 
 
-def _info_list(infos: Sequence[Mapping[str, Any]] | Mapping[str, Any], count: int) -> list[Mapping[str, Any]]:
+def _info_list(
+    infos: Sequence[Mapping[str, Any]] | Mapping[str, Any], count: int
+) -> Sequence[Mapping[str, Any]]:
     """Per-env infos from a list, or from a gymnasium vector env's dict of arrays."""
     if not isinstance(infos, Mapping):
         return list(infos)

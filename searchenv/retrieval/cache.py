@@ -1,10 +1,11 @@
 """The index cache: one folder per (corpus, backend, parameters, tokenizer), built atomically.
 
-Layout: ``$SEARCHENV_HOME/indexes/<backend>-<digest>/`` (``SEARCHENV_HOME`` defaults to
-``~/.cache/searchenv``) holding the backend's files and a ``meta.json`` with the full key, counts
-and build time. ``<digest>`` is a short hash of the key.
+Layout: ``<cache home>/indexes/<backend>-<digest>/`` (``tasks.storage.cache_home``:
+``$SEARCHENV_HOME``, else ``$XDG_CACHE_HOME/searchenv``, else ``~/.cache/searchenv``) holding the
+backend's files and a ``meta.json`` with the full key, counts and build time. ``<digest>`` is a
+short hash of the key.
 
-A build goes into a temp folder next to the target (``.tmp-<name>-<pid>-<random>``), writes
+A build goes into a temp folder next to the target (``tasks.storage.atomic_directory``), writes
 ``meta.json`` last, then renames the folder into place, so a killed build never leaves a folder
 that loads: a folder without a ``meta.json`` matching the expected key is not an index. When two
 processes build the same index at once, the first rename wins; the loser discards its copy and
@@ -13,13 +14,10 @@ loads the winner's.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import json
 import os
-import secrets
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any
 
 from searchenv.retrieval.base import Retriever
 from searchenv.retrieval.tokenize import Tokenizer, default_tokenizer
+from tasks.storage import atomic_directory, atomic_write_json, cache_home
 
 META_FILE = "meta.json"
 CACHE_FORMAT = 1
@@ -50,13 +49,8 @@ class LoadInfo:
     meta: Mapping[str, Any]
 
 
-def searchenv_home() -> Path:
-    """``$SEARCHENV_HOME``, else ``~/.cache/searchenv`` (honouring ``$XDG_CACHE_HOME``)."""
-    configured = os.environ.get("SEARCHENV_HOME")
-    if configured:
-        return Path(configured).expanduser()
-    cache_root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_root) / "searchenv"
+# The name ``searchenv.retrieval`` has always exported for the cache root.
+searchenv_home = cache_home
 
 
 def _backend_module(backend: str) -> Any:
@@ -91,6 +85,7 @@ def key_digest(key: Mapping[str, Any]) -> str:
 
 
 def index_folder(key: Mapping[str, Any], cache_dir: Path | None = None) -> Path:
+    """The folder of the index for ``key``: under ``cache_dir``, else ``indexes/`` of the cache home."""
     root = Path(cache_dir) if cache_dir is not None else searchenv_home() / "indexes"
     return root / f"{key['backend']}-{key_digest(key)}"
 
@@ -204,12 +199,14 @@ def _build(
     *,
     replace: bool,
 ) -> dict[str, Any]:
-    """Build into a temp folder, then rename it to ``folder``; returns the winning meta."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_folders(folder)
-    temp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{secrets.token_hex(4)}"
-    temp.mkdir()
-    try:
+    """Build into a temp folder, then rename it to ``folder``; returns the winning meta.
+
+    ``replace`` (a rebuild) swaps out an existing index; otherwise only an invalid leftover is
+    replaced, and a valid index that another process finished first is kept instead of ours.
+    """
+    with atomic_directory(
+        folder, replace=True if replace else (lambda existing: read_valid_meta(existing, key) is None)
+    ) as temp:
         start = time.perf_counter()
         counts = retriever_class.build(
             corpus, temp, tokenizer=tokenizer, k1=key["k1"], b=key["b"], progress=progress, threads=threads
@@ -223,82 +220,8 @@ def _build(
             "build_seconds": round(time.perf_counter() - start, 3),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_json_atomically(temp / META_FILE, meta)  # last: its presence marks a complete build
-        _fsync_tree(temp)
-        if replace or (folder.exists() and read_valid_meta(folder, key) is None):
-            _discard(folder)  # an invalid leftover (or the index being rebuilt) is in the way
-        try:
-            os.rename(temp, folder)
-        except OSError:
-            # Someone else's build landed first (the target is a non-empty folder): use theirs.
-            winner = read_valid_meta(folder, key)
-            if winner is None:
-                raise
-            shutil.rmtree(temp, ignore_errors=True)
-            return winner
-        _fsync_dir(folder.parent)
-        return meta
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-
-
-def _discard(folder: Path) -> None:
-    """Move ``folder`` out of the way atomically, then delete it. Missing is fine."""
-    trash = folder.parent / f".trash-{folder.name}-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        os.rename(folder, trash)
-    except FileNotFoundError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _remove_stale_temp_folders(folder: Path) -> None:
-    """Delete temp/trash folders for this index left by processes that no longer run."""
-    for prefix in (".tmp-", ".trash-"):
-        for leftover in folder.parent.glob(f"{prefix}{folder.name}-*"):
-            pid_text = leftover.name[len(prefix) + len(folder.name) + 1 :].split("-")[0]
-            if not pid_text.isdigit() or not _process_alive(int(pid_text)):
-                shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # another thread of ours may be building right now
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _write_json_atomically(path: Path, payload: Mapping[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file and folder under ``folder`` so the rename publishes durable data."""
-    for path in sorted(folder.rglob("*"), reverse=True):
-        with contextlib.suppress(OSError):
-            if path.is_file():
-                with open(path, "rb") as handle:
-                    os.fsync(handle.fileno())
-            elif path.is_dir():
-                _fsync_dir(path)
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_write_json(temp / META_FILE, meta)  # last: its presence marks a complete build
+    winner = read_valid_meta(folder, key)  # ours, or the one another process finished first
+    if winner is None:
+        raise RuntimeError(f"index build for {folder} finished but left no valid index there")
+    return winner

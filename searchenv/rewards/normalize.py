@@ -1,12 +1,11 @@
 """Text normalization and string-match primitives shared by rewards and metrics.
 
-Two normalizations live here, because answers and queries are compared for different reasons:
+Two normalizations are used here, because answers and queries are compared for different reasons:
 
-* :func:`normalize_answer` is SQuAD's answer normalization (lowercase, delete punctuation, drop
-  the English articles, collapse whitespace), made unicode-aware. It *deletes* punctuation like
-  SQuAD (``"U.S."`` -> ``"us"``, ``"1,000"`` -> ``"1000"``) so published EM/F1 numbers stay
-  comparable; the price is that ``"Guinea-Bissau"`` and ``"Guinea Bissau"`` differ, which a task
-  handles by listing both surface forms as gold answers.
+* :func:`normalize_answer` is SQuAD's answer normalization (case-fold, delete punctuation, drop
+  the English articles, collapse whitespace), made unicode-aware. It lives in ``tasks.text``
+  so that task builders (dedup, gold checks) and rewards agree on what "the same answer" is;
+  it is re-exported here under its usual name.
 * :func:`normalize_query` is ReZero's query normalization for the diversity score: search
   operators are pulled out into their own list, and punctuation becomes spaces.
 """
@@ -14,72 +13,16 @@ Two normalizations live here, because answers and queries are compared for diffe
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from difflib import SequenceMatcher
 
-ARTICLES: frozenset[str] = frozenset({"a", "an", "the"})
-
-# The generic combining diacritics (acute, grave, tilde, cedilla, ...) that Latin, Greek and
-# Cyrillic text carries as accents. Script-specific marks (Devanagari vowel signs, Arabic
-# harakat, Japanese dakuten) are letters of their words, not accents: stripping them would
-# make different words equal, so they are kept.
-_ACCENT_BLOCKS: tuple[tuple[int, int], ...] = (
-    (0x0300, 0x036F),  # Combining Diacritical Marks
-    (0x1AB0, 0x1AFF),  # Combining Diacritical Marks Extended
-    (0x1DC0, 0x1DFF),  # Combining Diacritical Marks Supplement
-    (0x20D0, 0x20FF),  # Combining Diacritical Marks for Symbols
-    (0xFE20, 0xFE2F),  # Combining Half Marks
-)
-
-
-def _is_accent(char: str) -> bool:
-    code = ord(char)
-    return any(low <= code <= high for low, high in _ACCENT_BLOCKS)
-
-
-def _is_punctuation_or_symbol(char: str) -> bool:
-    # Unicode categories P* and S* cover everything in string.punctuation (SQuAD's set,
-    # which includes symbols such as $ % + < = > ^ | ~) plus their non-ASCII relatives.
-    return unicodedata.category(char)[0] in "PS"
+from tasks.text import ARTICLES, normalize_answer
 
 
 def _require_str(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, got {type(value).__name__}")
     return value
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD-style answer normalization, unicode-aware.
-
-    Steps: NFKD decomposition (so ligatures and full-width forms become plain letters), removal
-    of accents (generic combining diacritics only), case folding, deletion of punctuation and
-    symbols, removal of the English articles a/an/the, whitespace collapse.
-
-    Accents are stripped because users expect ``"Réunion"`` to match ``"Reunion"``; the same
-    normalization is applied to both sides, so nothing is lost for answers that agree.
-
-    >>> normalize_answer("The  Réunion Island!")
-    'reunion island'
-    >>> normalize_answer("U.S.A.")
-    'usa'
-    >>> normalize_answer("Straße")
-    'strasse'
-    >>> normalize_answer("São Tomé and Príncipe") == normalize_answer("sao tome and principe")
-    True
-    >>> normalize_answer("an apple, a pear; the end")
-    'apple pear end'
-    >>> normalize_answer("")
-    ''
-    """
-    _require_str(text, "answer text")
-    decomposed = unicodedata.normalize("NFKD", text)
-    kept = "".join(
-        char for char in decomposed if not _is_accent(char) and not _is_punctuation_or_symbol(char)
-    )
-    tokens = kept.casefold().split()
-    return " ".join(token for token in tokens if token not in ARTICLES)
 
 
 def answer_tokens(text: str) -> list[str]:
@@ -206,7 +149,7 @@ def query_key(query: str) -> str:
 
 
 def base_similarity(query_a: str, query_b: str) -> float:
-    """difflib ratio of the two normalized base texts, operators ignored.
+    """The difflib ratio of the two normalized base texts, operators ignored.
 
     >>> base_similarity("capital of France", "CAPITAL OF FRANCE!")
     1.0
@@ -244,3 +187,18 @@ def query_similarity(query_a: str, query_b: str) -> float:
     base_a, operators_a = normalize_query(query_a)
     base_b, operators_b = normalize_query(query_b)
     return SequenceMatcher(None, base_a, base_b).ratio() * operator_factor(operators_a, operators_b)
+
+
+__all__ = [
+    "ARTICLES",
+    "answer_tokens",
+    "base_similarity",
+    "cover_match",
+    "exact_match",
+    "normalize_answer",
+    "normalize_query",
+    "operator_factor",
+    "query_key",
+    "query_similarity",
+    "token_f1",
+]
