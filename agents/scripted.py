@@ -233,6 +233,7 @@ class RandomPolicy(_ScriptedPolicy):
     name = "random"
 
     def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        """A random tool; a random question word, hit id or observed word as its argument."""
         tool = self._rng.choice(["search", "read", "answer"])
         words = content_words(episode.question) or ["the"]
         if tool == "search":
@@ -261,6 +262,7 @@ class BM25HeuristicPolicy(_ScriptedPolicy):
         self.confident_score = confident_score
 
     def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        """The next action of the episode's plan; the best guess when turns run out."""
         if episode.plan is None:
             episode.plan = self.plan(episode)
         if int(info.get("turns_left", 1)) > 1:
@@ -307,6 +309,7 @@ class BM25HeuristicPolicy(_ScriptedPolicy):
     def compare(
         self, episode: _Episode, attribute: str, options: tuple[str, str]
     ) -> Generator[str, None, None]:
+        """Look up the attribute of both options and answer the one with the larger number."""
         values: list[float | None] = []
         for option in options:
             yield from self.lookup(episode, f"What is the {attribute} of {option}?", raw=True)
@@ -362,6 +365,7 @@ class OraclePolicy(_ScriptedPolicy):
         }
 
     def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        """Read the next unread gold passage, searching for it first; then answer."""
         question = self._questions[episode.question_id]
         answer = f"<answer>{question.answers[0]}</answer>"
         missing = [d for d in question.supporting_doc_ids if d not in episode.reads]
@@ -388,6 +392,7 @@ class SpamSearchPolicy(_ScriptedPolicy):
     name = "spam-search"
 
     def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        """Three searches in one turn, or on the last turn a blind answer."""
         words = content_words(episode.question) or ["search"]
         if int(info.get("turns_left", 1)) > 1:
             episode.queries.append(" ".join(words))
@@ -397,15 +402,18 @@ class SpamSearchPolicy(_ScriptedPolicy):
 
 
 class RepeatQueryPolicy(BM25HeuristicPolicy):
-    """Probe: the honest heuristic, but before answering it repeats its last query until it has
-    searched five times, the count at which ReZero's retry term saturates. It answers exactly as
-    the heuristic does, so any reward it gains over the heuristic is paid for repetition alone.
+    """Probe: the honest heuristic, padded with repeats of its last query before it answers.
+
+    It repeats until it has searched five times, the count at which ReZero's retry term
+    saturates. It answers exactly as the heuristic does, so any reward it gains over the
+    heuristic is paid for repetition alone.
     """
 
     name = "repeat-query"
     searches = 5
 
     def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        """The heuristic's action, unless it would answer before five searches."""
         action = super().decide(episode, info)
         answering = isinstance(action, str) and action.startswith("<answer>")
         if answering and len(episode.queries) < self.searches and int(info.get("turns_left", 1)) > 1:
@@ -419,6 +427,7 @@ class CandidateListPolicy(BM25HeuristicPolicy):
     name = "candidate-list"
 
     def decide(self, episode: _Episode, info: Mapping[str, Any]) -> Action:
+        """Search once, then answer with every value seen so far."""
         if not episode.queries:
             return self.search(episode, " ".join(content_words(episode.question)) or episode.question)
         candidates: dict[str, None] = {}

@@ -170,4 +170,4 @@ def tokenize_corpus(
     from tqdm.auto import tqdm
 
     for passage in tqdm(passages, total=total, disable=not progress, desc="tokenize", unit="doc"):
-        yield tokenizer(passage_text(passage.title, passage.text))  # type: ignore[attr-defined]
+        yield tokenizer(passage_text(passage.title, passage.text))

@@ -126,7 +126,7 @@ def get_preset(preset: PresetLike) -> RewardPreset:
     >>> get_preset("ReZero")
     Traceback (most recent call last):
     ...
-    ValueError: unknown reward preset 'ReZero'; known presets: em, f1, rezero, rezero-strict
+    ValueError: unknown reward preset 'ReZero'; known presets: em, f1, rezero, rezero-no-retry, rezero-strict
     """
     if isinstance(preset, RewardPreset):
         return preset
