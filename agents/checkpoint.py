@@ -153,6 +153,7 @@ def rng_state(numpy_generator: np.random.Generator) -> dict[str, Any]:
 
 
 def restore_rng_state(state: Mapping[str, Any], numpy_generator: np.random.Generator) -> None:
+    """Put back the RNG states ``rng_state`` saved (torch, the numpy generator, Python)."""
     import torch
 
     torch.set_rng_state(state["torch"])
@@ -190,6 +191,7 @@ class MetricsLog:
         self._handle: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record (it must carry its ``step``) and make it durable."""
         if "step" not in record:
             raise ValueError("every metrics record needs a 'step'")
         self._handle.write(json.dumps(dict(record), sort_keys=True) + "\n")
@@ -197,6 +199,7 @@ class MetricsLog:
         os.fsync(self._handle.fileno())
 
     def close(self) -> None:
+        """Close the file."""
         self._handle.close()
 
     def __enter__(self) -> MetricsLog:

@@ -1,6 +1,6 @@
 """Evaluate a policy's weights: during training (fixed dev questions) and from a checkpoint.
 
-    python -m agents.evaluate --checkpoint runs/sft --split test --hops 1
+python -m agents.evaluate --checkpoint runs/sft --split test --hops 1
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def quiet_transformers() -> None:
-    """transformers draws a progress bar per save and load; one bar per run is enough."""
+    """Transformers draws a progress bar per save and load; one bar per run is enough."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -81,7 +81,12 @@ def evaluate_checkpoint(
     policy = load_policy(checkpoint, greedy=greedy, seed=seed)
     with torch_module().no_grad():
         results = run_episodes(
-            policy, config.env_kwargs(split), question_ids=ids, num_envs=num_envs, seed=seed, progress=progress
+            policy,
+            config.env_kwargs(split),
+            question_ids=ids,
+            num_envs=num_envs,
+            seed=seed,
+            progress=progress,
         )
     summary = summarize(results)
     em = bootstrap_ci([float(r.correct) for r in results], seed=seed)
@@ -112,13 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="split to evaluate on")
     parser.add_argument("--hops", type=int, default=-1, help="hop filter (-1: as trained; 0: all)")
     parser.add_argument("--kinds", default=None, help="comma-separated question kinds")
-    parser.add_argument("--episodes", type=int, default=None, help="play a seeded subset of this many questions")
-    parser.add_argument("--sample", action="store_true", help="sample (temperature 1) instead of greedy decoding")
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="play a seeded subset of this many questions"
+    )
+    parser.add_argument(
+        "--sample", action="store_true", help="sample (temperature 1) instead of greedy decoding"
+    )
     parser.add_argument("--num-envs", type=int, default=8, help="envs stepped side by side")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subset, the resets and sampling")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the result to this file")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar"
+    )
     return parser
 
 

@@ -103,7 +103,9 @@ def run_episodes(
         planned_questions: list[str | None] = list(question_ids)
     else:
         if int(n_episodes or 0) < 1 or int(n_episodes or 0) % group_size:
-            raise ValueError(f"n_episodes={n_episodes} must be a positive multiple of group_size={group_size}")
+            raise ValueError(
+                f"n_episodes={n_episodes} must be a positive multiple of group_size={group_size}"
+            )
         planned_questions = [None] * (int(n_episodes or 0) // group_size)
     total = len(planned_questions) * group_size
     if total == 0:

@@ -201,7 +201,9 @@ def pad_rows(rows: Sequence[torch.Tensor], length: int) -> torch.Tensor:
     return out
 
 
-def accumulate(run: Run, trajectories: Sequence[Trajectory], loss_of: LossFunction) -> tuple[dict[str, float], int]:
+def accumulate(
+    run: Run, trajectories: Sequence[Trajectory], loss_of: LossFunction
+) -> tuple[dict[str, float], int]:
     """Backward ``loss_of(forward, rows)`` over micro-batches, weighted to equal one big batch.
 
     Returns the weighted means of the statistics ``loss_of`` reports and the action tokens.

@@ -36,8 +36,10 @@ def test_scripted_leaderboard_figures_are_unchanged(tmp_path: Path) -> None:
     golden = json.loads(GOLDEN.read_text())
     agents = sorted(golden["agents"])
     leaderboard_main(
-        ["--agents", *agents, "--split", "test", "--seeds", "0", "1", "--max-questions", "120"]
-        + ["--out", str(tmp_path), "--no-plots", "--no-progress"]
+        [
+            *("--agents", *agents, "--split", "test", "--seeds", "0", "1", "--max-questions", "120"),
+            *("--out", str(tmp_path), "--no-plots", "--no-progress"),
+        ]
     )
     results = json.loads((tmp_path / "results.json").read_text())
     summaries = {pair["agent"]: pair["summary"] for pair in results["pairs"]}

@@ -120,10 +120,10 @@ class _Script:
     def __init__(self, actions: list[str]) -> None:
         self.actions = list(actions)
 
-    def act(self, observations, infos):  # noqa: ANN001, ANN201 - the Policy protocol
+    def act(self, observations, infos):
         return [self.actions.pop(0) for _ in observations]
 
-    def reset(self, indices=None) -> None:  # noqa: ANN001
+    def reset(self, indices=None) -> None:
         pass
 
 
@@ -147,7 +147,9 @@ def test_demonstrations_and_sampled_episodes_share_one_token_path(tiny) -> None:
     for result in sampled:
         assert result.tokens is not None
         actions = [action for action, _ in result.transcript[1:]]
-        token_ids, action_mask = _demonstrated(tokenizer, result.transcript[0][1], list(result.transcript[1:]))
+        token_ids, action_mask = _demonstrated(
+            tokenizer, result.transcript[0][1], list(result.transcript[1:])
+        )
         # Sampled ids need not be the canonical encoding of their text; compare where they are.
         canonical = all(
             run == fmt.action_ids(fmt.decode_action(run[:-1]))

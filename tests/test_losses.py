@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 import torch
 
 from agents.algos.pg import grpo_advantages, nsr_advantages, wreinforce_advantages

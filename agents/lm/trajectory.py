@@ -1,5 +1,4 @@
-"""Trajectories for training: finished episodes with their tokens, and the tensors trainers
-differentiate.
+"""Trajectories for training: finished episodes with their tokens, and the tensors to differentiate.
 
 - ``trajectories_from`` turns the results of ``agents.rollout.run_episodes`` (played by a
   token-recording policy) into one ``Trajectory`` per episode (its tokens, action mask,
@@ -59,6 +58,7 @@ class Trajectory:
 
     @property
     def n_generated(self) -> int:
+        """Tokens the policy generated in this episode."""
         return sum(self.action_mask)
 
 
