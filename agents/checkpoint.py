@@ -142,14 +142,20 @@ def read_state(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def rng_state(numpy_generator: np.random.Generator) -> dict[str, Any]:
-    """Every RNG a run touches: torch's global generator, one numpy Generator, Python's random."""
+    """Every RNG a run touches: torch's (CPU and CUDA) generators, one numpy Generator, Python's random.
+
+    Only tensors, ints, strings and tuples, so ``torch.load(..., weights_only=True)`` reads it back.
+    """
     import torch
 
-    return {
+    state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": numpy_generator.bit_generator.state,
         "python": random.getstate(),
     }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def restore_rng_state(state: Mapping[str, Any], numpy_generator: np.random.Generator) -> None:
@@ -157,6 +163,8 @@ def restore_rng_state(state: Mapping[str, Any], numpy_generator: np.random.Gener
     import torch
 
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     numpy_generator.bit_generator.state = state["numpy"]
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

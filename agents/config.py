@@ -73,8 +73,12 @@ class TrainConfig:
     """LoRA rank r."""
     lora_alpha: int = 32
     """LoRA scaling alpha (the update is scaled by alpha / r)."""
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    """Weights' dtype. float32 is the safe choice on CPU; bf16 halves memory."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: auto (CUDA when torch sees a GPU, else the CPU), cpu, or cuda (an error
+    when there is no GPU: nothing falls back silently)."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Weights' dtype: auto is bfloat16 on a GPU and float32 on a CPU (where bf16 is slow);
+    bf16 halves memory."""
     lr: float | None = None
     """Peak learning rate (default: 2e-3 SFT / 1e-4 RL for tiny; 5e-5 / 2e-6 for pretrained
     models; x10 with LoRA)."""
@@ -218,7 +222,10 @@ class TrainConfig:
 
 
 # Fields a resumed run may change (they do not alter what has been trained so far).
-RESUME_OVERRIDABLE = ("steps", "progress", "tensorboard", "save_every", "keep_last", "eval_every", "resume")
+RESUME_OVERRIDABLE = (
+    *("steps", "progress", "tensorboard", "save_every", "keep_last", "eval_every", "resume"),
+    "device",  # a run may continue on another machine; checkpoints load on either device
+)
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from agents import checkpoint as ckpt
 from agents.config import config_from_dict
-from agents.weights import load_policy, resolve_checkpoint, torch_module
+from agents.device import DEVICES, torch_module
+from agents.weights import load_policy, resolve_checkpoint
 
 if TYPE_CHECKING:
     from agents.learner import Run
@@ -60,6 +61,7 @@ def evaluate_checkpoint(
     num_envs: int = 8,
     seed: int = 0,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """EM (with a 95% bootstrap interval), reward and search behaviour of a checkpoint.
 
@@ -78,7 +80,7 @@ def evaluate_checkpoint(
     config = dataclasses.replace(config, hops=chosen_hops, kinds=",".join(kinds) if kinds else config.kinds)
     questions = select_questions(config.task, split, hops=config.hops, kinds=config.kind_list)
     ids = sample_question_ids(questions, episodes, seed)
-    policy = load_policy(checkpoint, greedy=greedy, seed=seed)
+    policy = load_policy(checkpoint, greedy=greedy, seed=seed, device=device)
     with torch_module().no_grad():
         results = run_episodes(
             policy,
@@ -126,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-envs", type=int, default=8, help="envs stepped side by side")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subset, the resets and sampling")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto", help="auto: CUDA when there is a GPU, else the CPU"
+    )
     parser.add_argument("--json", default=None, help="also write the result to this file")
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar"
@@ -148,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_envs=args.num_envs,
         seed=args.seed,
         progress=args.progress,
+        device=args.device,
     )
     print(json.dumps(result, indent=2))
     if args.json:

@@ -12,7 +12,8 @@ import numpy as np
 
 from agents.algos.base import Algorithm
 from agents.config import TrainConfig
-from agents.weights import add_lora, load_base_model, load_weights_into, resolve_checkpoint, torch_module
+from agents.device import resolve_device, torch_module
+from agents.weights import add_lora, load_base_model, load_weights_into, resolve_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -77,8 +78,9 @@ def build_learner(cfg: TrainConfig, algorithm: type[Algorithm], resume_from: Pat
     """
     torch = torch_module()
     base_source = str(resolve_checkpoint(Path(cfg.init))) if cfg.init else cfg.model
+    device = resolve_device(cfg.device)
     model, tokenizer = load_base_model(
-        base_source, task=cfg.task, seed=cfg.seed, dtype=cfg.dtype, cache_dir=cfg.cache_dir
+        base_source, task=cfg.task, seed=cfg.seed, dtype=cfg.dtype, cache_dir=cfg.cache_dir, device=cfg.device
     )
     needs_reference = algorithm.uses_reference(cfg) and not cfg.lora
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
@@ -87,14 +89,20 @@ def build_learner(cfg: TrainConfig, algorithm: type[Algorithm], resume_from: Pat
     if resume_from is not None:
         load_weights_into(model, resume_from, lora=cfg.lora)
     value_head = algorithm.build_value_head(int(base_config(model).hidden_size))
-    if value_head is not None and resume_from is not None:
-        value_head.load_state_dict(torch.load(resume_from / "value_head.pt", weights_only=True))
+    if value_head is not None:
+        value_head = value_head.to(device)
+        if resume_from is not None:
+            value_head.load_state_dict(
+                torch.load(resume_from / "value_head.pt", weights_only=True, map_location=device)
+            )
     params = [p for p in model.parameters() if p.requires_grad]
     if value_head is not None:
         params += list(value_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     if resume_from is not None:
-        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=True))
+        optimizer.load_state_dict(
+            torch.load(resume_from / "optimizer.pt", weights_only=True, map_location=device)
+        )
         scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=True))
     return Learner(model, tokenizer, value_head, reference, optimizer, scheduler, base_source)

@@ -35,9 +35,10 @@ import numpy as np
 from agents import checkpoint as ckpt
 from agents.algos import get_algorithm
 from agents.config import RESUME_OVERRIDABLE, TrainConfig, config_from_args, config_from_dict
+from agents.device import resolve_device, torch_module
 from agents.evaluate import evaluate_model, quiet_transformers
 from agents.learner import Run, build_learner
-from agents.weights import save_checkpoint, torch_module
+from agents.weights import save_checkpoint
 
 
 def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
@@ -76,6 +77,7 @@ def train(cfg: TrainConfig) -> Path:
     torch = torch_module()
     quiet_transformers()
     cfg, resume_from = prepare_run(cfg)
+    resolve_device(cfg.device)  # a missing GPU fails here, before anything is written
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -92,7 +94,7 @@ def train(cfg: TrainConfig) -> Path:
     if resume_from is not None:
         state = ckpt.read_state(resume_from)
         start_step, wall_offset = int(state["step"]), float(state.get("wall_time", 0.0))
-        ckpt.restore_rng_state(torch.load(resume_from / "rng.pt", weights_only=False), rng)
+        ckpt.restore_rng_state(torch.load(resume_from / "rng.pt", weights_only=True), rng)
         ckpt.truncate_metrics(metrics_path, start_step - 1)
         print(f"resuming {out} from step {start_step} ({resume_from.name})", file=sys.stderr, flush=True)
     elif metrics_path.exists():

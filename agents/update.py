@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agents.weights import torch_module
+from agents.device import model_device, torch_module
 
 if TYPE_CHECKING:
     import torch
@@ -147,16 +147,18 @@ def forward(
     logits = head(states[action_mask]).float() / temperature
     log_dist = torch.log_softmax(logits, dim=-1)
     picked = log_dist.gather(-1, targets[:, None]).squeeze(-1)
-    logprobs = torch.zeros(action_mask.shape, dtype=picked.dtype).masked_scatter(action_mask, picked)
+    logprobs = torch.zeros(action_mask.shape, dtype=picked.dtype, device=picked.device).masked_scatter(
+        action_mask, picked
+    )
     values = None
     if value_head is not None:
         values = value_head(states if value_backprop else states.detach())
     entropy_values = None
     if entropy:
         per_token = -(log_dist.exp() * log_dist).sum(-1)
-        entropy_values = torch.zeros(action_mask.shape, dtype=per_token.dtype).masked_scatter(
-            action_mask, per_token
-        )
+        entropy_values = torch.zeros(
+            action_mask.shape, dtype=per_token.dtype, device=per_token.device
+        ).masked_scatter(action_mask, per_token)
     return Forward(logprobs, action_mask, values, entropy_values)
 
 
@@ -195,7 +197,7 @@ def pad_id(tokenizer: Any) -> int:
 def pad_rows(rows: Sequence[torch.Tensor], length: int) -> torch.Tensor:
     """Right-pad 1-D per-sequence tensors to [B, length] with zeros (masked out anyway)."""
     torch = torch_module()
-    out = torch.zeros(len(rows), length)
+    out = torch.zeros(len(rows), length, device=rows[0].device if rows else None)
     for i, row in enumerate(rows):
         out[i, : row.shape[0]] = row
     return out
@@ -218,7 +220,7 @@ def accumulate(
         raise ValueError("no action tokens in the batch")
     totals: dict[str, float] = {}
     for rows in chunks(range(len(trajectories)), cfg.micro_batch_size):
-        batch = pad_batch([trajectories[i] for i in rows], padding)
+        batch = pad_batch([trajectories[i] for i in rows], padding, device=model_device(run.learner.model))
         out = run_forward(run, run.learner.model, batch, entropy=cfg.entropy_coef > 0)
         loss, stats = loss_of(out, rows)
         if cfg.aggregation == "token-mean":

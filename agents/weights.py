@@ -9,36 +9,18 @@ states a resumed run needs.
 from __future__ import annotations
 
 import dataclasses
-import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agents import checkpoint as ckpt
 from agents.config import config_from_dict
+from agents.device import resolve_device, resolve_dtype, torch_module
 
 if TYPE_CHECKING:
-    import torch
-
     from agents.learner import Run
     from agents.lm.policy import LMPolicy
 
-INSTALL_HINT = "training needs torch and transformers: pip install -e .[agents]"
 CHECKPOINT_FORMAT = "searchqa-checkpoint-1"
-
-
-def torch_module() -> types.ModuleType:
-    """torch, or an ImportError that says what to install."""
-    try:
-        import torch
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError(INSTALL_HINT) from error
-    return torch
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """The torch dtype of a config's ``dtype`` name."""
-    torch = torch_module()
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
 def _tokenizer_texts(task: str) -> list[str] | None:
@@ -54,18 +36,20 @@ def _tokenizer_texts(task: str) -> list[str] | None:
 
 
 def load_base_model(
-    source: str, *, task: str, seed: int, dtype: str, cache_dir: str | None
+    source: str, *, task: str, seed: int, dtype: str, cache_dir: str | None, device: str = "auto"
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) from a model source ('tiny', 'smollm2-135m', a folder) or a checkpoint."""
+    """(model, tokenizer) on ``device`` from a source ('tiny', 'smollm2-135m', a folder) or a checkpoint."""
     path = Path(source)
     if path.exists() and (is_checkpoint(path) or ckpt.latest_checkpoint(path) is not None):
-        return load_checkpoint_model(resolve_checkpoint(path))
+        return load_checkpoint_model(resolve_checkpoint(path), dtype=dtype, device=device)
     from agents.lm.models import load_model
 
+    target = resolve_device(device)
     corpus_texts = _tokenizer_texts(task) if source == "tiny" else None
-    return load_model(
-        source, dtype=torch_dtype(dtype), cache_dir=cache_dir, corpus_texts=corpus_texts, seed=seed
+    model, tokenizer = load_model(
+        source, dtype=resolve_dtype(dtype, target), cache_dir=cache_dir, corpus_texts=corpus_texts, seed=seed
     )
+    return model.to(target), tokenizer
 
 
 def add_lora(model: Any, rank: int, alpha: int) -> Any:
@@ -148,15 +132,23 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return latest
 
 
-def load_checkpoint_model(checkpoint: str | Path, *, dtype: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) of a checkpoint, LoRA adapters merged into the base weights."""
+def load_checkpoint_model(
+    checkpoint: str | Path, *, dtype: str | None = None, device: str = "auto"
+) -> tuple[Any, Any]:
+    """(model, tokenizer) of a checkpoint on ``device``, LoRA adapters merged into the base weights.
+
+    A checkpoint loads on either device, whichever it was trained on; ``dtype`` defaults to the
+    one it was trained with (``auto`` resolves on the device it loads on).
+    """
     from agents.lm.models import load_model
 
     path = resolve_checkpoint(checkpoint)
     state = ckpt.read_state(path)
     config = config_from_dict(state["config"])
+    target = resolve_device(device)
     if not state.get("lora"):
-        return load_model(str(path / "model"), dtype=torch_dtype(dtype or config.dtype))
+        model, tokenizer = load_model(str(path / "model"), dtype=resolve_dtype(dtype or config.dtype, target))
+        return model.to(target), tokenizer
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -164,8 +156,9 @@ def load_checkpoint_model(checkpoint: str | Path, *, dtype: str | None = None) -
         state["base_model"],
         task=config.task,
         seed=config.seed,
-        dtype=config.dtype,
+        dtype=dtype or config.dtype,
         cache_dir=config.cache_dir,
+        device=device,
     )
     tokenizer = AutoTokenizer.from_pretrained(str(path / "adapter"))
     merged = PeftModel.from_pretrained(base, str(path / "adapter")).merge_and_unload()
@@ -179,13 +172,14 @@ def load_policy(
     temperature: float = 1.0,
     max_new_tokens: int | None = None,
     seed: int = 0,
+    device: str = "auto",
 ) -> LMPolicy:
     """A trained checkpoint (or a run folder's latest) as a ``Policy`` for rollouts and leaderboards."""
     from agents.lm.policy import LMPolicy
 
     checkpoint = resolve_checkpoint(path)
     config = config_from_dict(ckpt.read_state(checkpoint)["config"])
-    model, tokenizer = load_checkpoint_model(checkpoint)
+    model, tokenizer = load_checkpoint_model(checkpoint, device=device)
     model.eval()
     return LMPolicy(
         model,

@@ -38,7 +38,7 @@ TIMINGS = {"step_time", "step_cpu_time", "wall_time", "rollout_time", "update_ti
 FAST = [
     "--hops", "1", "--max-turns", "2", "--max-new-tokens", "12", "--backend", "rank_bm25",
     "--episodes-per-step", "4", "--num-envs", "4", "--micro-batch-size", "4", "--threads", "1",
-    "--sft-questions", "8", "--sft-batch-size", "4", "--no-progress",
+    "--sft-questions", "8", "--sft-batch-size", "4", "--no-progress", "--device", "cpu",
 ]  # fmt: skip
 
 
@@ -190,6 +190,18 @@ def test_load_policy_and_evaluate_checkpoint(sft_run: Path) -> None:
     result = evaluate_checkpoint(sft_run, "test", episodes=3, num_envs=3, progress=False)
     assert result["n"] == 3 and result["hops"] == 1
     assert 0.0 <= result["em_ci95"][0] <= result["em"] <= result["em_ci95"][1] <= 1.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path: Path) -> None:
+    from agents.device import resolve_device
+
+    with pytest.raises(ValueError, match="--device cuda: torch sees no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        _run(tmp_path / "cuda", "--algo", "sft", "--steps", "1", "--device", "cuda")
+    assert resolve_device("auto").type == "cpu"
+    assert not (tmp_path / "cuda" / "checkpoints").exists()
 
 
 def test_existing_run_needs_resume(sft_run: Path) -> None:

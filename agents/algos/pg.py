@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from agents.algos.base import Algorithm
+from agents.device import model_device
 from agents.losses import aggregate, broadcast_to_tokens, clipped_policy_loss, kl_penalty
 from agents.update import (
     Forward,
@@ -144,7 +145,9 @@ def score(run: Run, trajectories: Sequence[Trajectory]) -> Scored:
     learner.model.eval()
     with torch.no_grad():
         for rows in chunks(range(len(trajectories)), cfg.micro_batch_size):
-            batch = pad_batch([trajectories[i] for i in rows], pad_id(learner.tokenizer))
+            batch = pad_batch(
+                [trajectories[i] for i in rows], pad_id(learner.tokenizer), device=model_device(learner.model)
+            )
             out = run_forward(run, learner.model, batch)
             reference = reference_logprobs(run, batch) if (cfg.kl_coef or 0.0) > 0 else None
             sampled = batch["old_logprobs"][:, 1:]  # token-aligned -> shifted like out.logprobs
@@ -200,7 +203,7 @@ class PolicyGradient(Algorithm):
         self, run: Run, trajectories: Sequence[Trajectory], scored: Scored
     ) -> tuple[list[Tensor], list[Tensor], dict[str, float]]:
         """Per-sequence token advantages, returns (for a critic; empty here) and their metrics."""
-        per_episode = self.episode_advantages(run.cfg, trajectories)
+        per_episode = self.episode_advantages(run.cfg, trajectories).to(scored.masks[0].device)
         advantages = [
             broadcast_to_tokens(per_episode[i : i + 1], mask[None])[0] for i, mask in enumerate(scored.masks)
         ]

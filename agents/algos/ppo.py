@@ -42,7 +42,9 @@ def terminal_token_rewards(rewards: Tensor, action_mask: Tensor) -> Tensor:
     positions = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
     last = torch.where(mask, positions, torch.full_like(positions, -1)).max(dim=1).values
     token_rewards = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-    token_rewards[torch.arange(mask.shape[0]), last] = rewards.to(torch.float32)
+    token_rewards[torch.arange(mask.shape[0], device=mask.device), last] = rewards.to(
+        mask.device, torch.float32
+    )
     return token_rewards
 
 

@@ -105,7 +105,7 @@ class ChatFormat:
             raise ValueError("unsupported chat template: an assistant turn has no end-of-turn token")
         end_of_turn_id = int(closing_ids[0])
         end_of_turn_text = tokenizer.convert_ids_to_tokens(end_of_turn_id)
-        if end_of_turn_id not in set(tokenizer.all_special_ids) or not closing.startswith(end_of_turn_text):
+        if not _is_special(tokenizer, end_of_turn_id) or not closing.startswith(end_of_turn_text):
             raise ValueError(
                 f"unsupported chat template: an assistant turn ends with {closing!r}, not a special token"
             )
@@ -192,6 +192,18 @@ class ChatFormat:
         if keep == "head":
             return self.tokenizer.decode(ids[:max_tokens]) + "\n" + TRUNCATION_MARKER
         return TRUNCATION_MARKER + "\n" + self.tokenizer.decode(ids[-max_tokens:])
+
+
+def _is_special(tokenizer: Any, token_id: int) -> bool:
+    """Whether the tokenizer treats ``token_id`` as a special token.
+
+    transformers 5.17 leaves added special tokens such as ChatML's ``<|im_end|>`` out of
+    ``all_special_ids``; the added-token table marks them special on every version.
+    """
+    if token_id in set(tokenizer.all_special_ids):
+        return True
+    added = getattr(tokenizer, "added_tokens_decoder", {}).get(token_id)
+    return bool(getattr(added, "special", False))
 
 
 _FORMATS: dict[tuple[int, str], tuple[Any, ChatFormat]] = {}

@@ -115,9 +115,10 @@ def left_padded_cache(states: list[SlotState], width: int, capacity: int) -> tup
     """Stack the slots' caches right-aligned at ``width`` into buffers of ``capacity`` columns."""
     torch, transformers = require_torch()
     rows = len(states)
-    key_real = torch.zeros(rows, capacity, dtype=torch.bool)
-    slab_layer = slab_layer_class()
     caches = [state.cache or [] for state in states]
+    device = caches[0][0][0].device if caches[0] else None
+    key_real = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
+    slab_layer = slab_layer_class()
     layers = []
     for layer_index in range(len(caches[0])):
         sample_keys, sample_values = caches[0][layer_index]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.lm.chat import ChatFormat, chat_format
+from agents.lm.compat import cache_kwargs, output_cache
 from agents.lm.kv_cache import DecodeBatch, left_padded_cache
 from agents.lm.models import require_torch
 from agents.lm.tokens import ContextBudget, EpisodeTokens, context_limit
@@ -112,7 +113,9 @@ class LMPolicy:
         self.greedy = greedy
         self.seed = seed
         self.name = name
-        self.generator = torch.Generator().manual_seed(seed)
+        # Sampling draws on the model's device, so the generator must live there too.
+        self.device = next(model.parameters()).device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.pad_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.format.end_of_turn_id
         )
@@ -216,13 +219,13 @@ class LMPolicy:
             else transformers.DynamicCache()
         )
         output = self.model(
-            input_ids=torch.tensor([new_tokens]),
-            position_ids=torch.arange(state.cached, state.cached + len(new_tokens))[None],
-            past_key_values=past,
+            input_ids=torch.tensor([new_tokens], device=self.device),
+            position_ids=torch.arange(state.cached, state.cached + len(new_tokens), device=self.device)[None],
             use_cache=True,
             logits_to_keep=1,
+            **cache_kwargs(self.model, past),
         )
-        cache = output.past_key_values
+        cache = output_cache(output)
         state.cache = [(layer.keys, layer.values) for layer in cache.layers]
         state.cached += len(new_tokens)
         return output.logits[:, -1].float()
@@ -233,7 +236,7 @@ class LMPolicy:
         lengths = [state.cached for state in states]
         width = max(lengths)
         cache, key_real = left_padded_cache(states, width, width + self.max_new_tokens + 1)
-        batch = DecodeBatch(states, cache, key_real, torch.tensor(lengths), column=width)
+        batch = DecodeBatch(states, cache, key_real, torch.tensor(lengths, device=self.device), column=width)
         end_id = self.format.end_of_turn_id
         mask_value = torch.finfo(self.model.dtype).min
         texts = [""] * len(states)
@@ -246,8 +249,8 @@ class LMPolicy:
             sampling = [position for position, index in enumerate(batch.rows) if batch.active[index]]
             if not sampling:
                 break
-            fed = torch.zeros(len(batch.rows), dtype=torch.bool)
-            step_input = torch.full((len(batch.rows), 1), self.pad_id, dtype=torch.long)
+            fed = torch.zeros(len(batch.rows), dtype=torch.bool, device=self.device)
+            step_input = torch.full((len(batch.rows), 1), self.pad_id, dtype=torch.long, device=self.device)
             for position, token in zip(sampling, self._sample(logits[sampling]).tolist(), strict=True):
                 index = batch.rows[position]
                 batch.generated[index].append(token)
@@ -275,15 +278,17 @@ class LMPolicy:
             batch.key_real[:, column] = fed
             visible = batch.key_real[:, : column + 1].clone()
             visible[:, column] = True
-            attention = torch.zeros(len(batch.rows), 1, 1, column + 1, dtype=self.model.dtype)
+            attention = torch.zeros(
+                len(batch.rows), 1, 1, column + 1, dtype=self.model.dtype, device=self.device
+            )
             attention.masked_fill_(~visible[:, None, None, :], mask_value)
             positions = torch.where(fed, batch.next_position, torch.zeros_like(batch.next_position))
             output = self.model(
                 input_ids=step_input,
                 attention_mask=attention,
                 position_ids=positions[:, None],
-                past_key_values=batch.cache,
                 use_cache=True,
+                **cache_kwargs(self.model, batch.cache),
             )
             logits = output.logits[:, -1].float()
             batch.next_position += fed.long()

@@ -90,12 +90,13 @@ def trajectories_from(results: Sequence[EpisodeResult]) -> list[Trajectory]:
     return trajectories
 
 
-def pad_batch(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, Any]:
+def pad_batch(trajectories: Sequence[Trajectory], pad_id: int, device: Any = None) -> dict[str, Any]:
     """Right-pad trajectories into token-aligned ``[B, T]`` tensors.
 
     Returns ``input_ids`` (long), ``attention_mask`` (long, 1 on real tokens),
     ``action_mask`` (long, 1 on generated tokens, 0 on padding) and ``old_logprobs``
-    (float32, 0.0 off the action mask). See the module docstring for the shift.
+    (float32, 0.0 off the action mask), built on the CPU and moved to ``device`` in one copy
+    each. See the module docstring for the shift.
     """
     torch, _ = require_torch()
     if not trajectories:
@@ -112,12 +113,13 @@ def pad_batch(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, Any]
         attention_mask[row, :length] = 1
         action_mask[row, :length] = torch.tensor(trajectory.action_mask, dtype=torch.long)
         old_logprobs[row, :length] = torch.tensor(trajectory.logprobs, dtype=torch.float32)
-    return {
+    batch = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "action_mask": action_mask,
         "old_logprobs": old_logprobs,
     }
+    return batch if device is None else {key: value.to(device) for key, value in batch.items()}
 
 
 def sequence_logprobs(model: Any, batch: Mapping[str, Any], *, temperature: float = 1.0) -> Any:
