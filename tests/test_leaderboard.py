@@ -1,7 +1,9 @@
-"""Tests of benchmarks.leaderboard: end to end on scripted agents, caching, interruption, summaries."""
+"""Tests of benchmarks.leaderboard and its engine, benchmarks.evaluation: end to end on scripted
+agents, caching, interruption, question picking, token counts, summaries."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import types
@@ -9,11 +11,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from benchmarks import leaderboard
-from benchmarks.leaderboard import RunConfig, compare_pairs, main, resolve_agent, summarize_rows
-from benchmarks.plots import render_markdown
+from benchmarks import evaluation
+from benchmarks.evaluation import (
+    Evaluation,
+    RunConfig,
+    planned_episodes,
+    question_ids_for,
+    resolve_agent,
+    run_evaluations,
+)
+from benchmarks.leaderboard import compare_pairs, main, render_markdown, summarize_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 AGENTS = ["random", "bm25", "oracle"]
@@ -21,7 +31,7 @@ TINY = ["--max-questions", "3", "--samples-per-question", "2", "--seeds", "0", "
 # rank_bm25 on the 8k-passage Factbook costs milliseconds per query, while bm25s with numba spends
 # ~8 s compiling on its first query in a process: the leaderboard logic is the same either way.
 FAST = ["--bootstrap-resamples", "200", "--no-progress", "--backend", "rank_bm25"]
-REAL_RUN = leaderboard.run_agent_episodes
+REAL_RUN = evaluation.play_episodes
 
 
 def counting_runs(monkeypatch: pytest.MonkeyPatch, fail_on: str | None = None) -> Counter[str]:
@@ -34,7 +44,7 @@ def counting_runs(monkeypatch: pytest.MonkeyPatch, fail_on: str | None = None) -
             raise RuntimeError(f"simulated crash while running {policy.name}")
         return REAL_RUN(policy, *args, **kwargs)
 
-    monkeypatch.setattr(leaderboard, "run_agent_episodes", wrapper)
+    monkeypatch.setattr(evaluation, "play_episodes", wrapper)
     return calls
 
 
@@ -159,23 +169,15 @@ def test_resolve_agent_names_and_checkpoints(tmp_path: Path) -> None:
     assert resolve_agent(str(checkpoint)).fingerprint != spec.fingerprint  # a new save is a new agent
 
 
-class CountingPolicy:
-    """A stand-in for a trained checkpoint: the BM25 heuristic plus a generated-token counter."""
+@dataclasses.dataclass(frozen=True)
+class WithTokens:
+    """An episode result as an LM policy's: the scripted result plus its generated-token count."""
 
-    def __init__(self, seed: int) -> None:
-        from agents.scripted import make_policy
+    inner: Any
+    generated_tokens: int
 
-        self._inner = make_policy("bm25", seed=seed)
-        self.name = "fake-lm"
-        self.tokens_generated = 0
-
-    def reset(self, indices: Any = None) -> None:
-        self._inner.reset(indices)
-
-    def act(self, observations: Any, infos: Any) -> list[Any]:
-        actions = self._inner.act(observations, infos)
-        self.tokens_generated += 10 * len(actions)
-        return actions
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def test_checkpoint_agents_load_lazily_with_decoding_and_token_counts(
@@ -183,12 +185,18 @@ def test_checkpoint_agents_load_lazily_with_decoding_and_token_counts(
 ) -> None:
     loads: list[dict[str, Any]] = []
 
-    def load_policy(path: str, **kwargs: Any) -> CountingPolicy:
-        loads.append({"path": path, **kwargs})
-        return CountingPolicy(kwargs["seed"])
+    def load_policy(path: str, **kwargs: Any) -> Any:
+        from agents.scripted import make_policy
 
-    # A fake agents.train: the leaderboard must reach checkpoints through its load_policy only.
-    monkeypatch.setitem(sys.modules, "agents.train", types.SimpleNamespace(load_policy=load_policy))
+        loads.append({"path": path, **kwargs})
+        return make_policy("bm25", seed=kwargs["seed"])
+
+    def with_tokens(policy: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        return [WithTokens(r, 10 * len(r.record.turns)) for r in REAL_RUN(policy, *args, **kwargs)]
+
+    # A fake agents.weights: the leaderboard must reach checkpoints through its load_policy only.
+    monkeypatch.setitem(sys.modules, "agents.weights", types.SimpleNamespace(load_policy=load_policy))
+    monkeypatch.setattr(evaluation, "play_episodes", with_tokens)
     run = tmp_path / "runs" / "sft"
     run.mkdir(parents=True)
     (run / "state.json").write_text("{}")
@@ -202,12 +210,64 @@ def test_checkpoint_agents_load_lazily_with_decoding_and_token_counts(
     assert pair["agent"] == "sft"
     summary = pair["summary"]
     assert summary["em"]["n_episodes"] == 8 and set(summary["pass_at_k"]) == {"1", "2", "4"}
-    assert summary["tokens_generated"] > 0
+    rows = json.loads((out / "sft__factbook.json").read_text())["rows"]
+    assert summary["tokens_generated"] == sum(10 * row["stats"]["turns"] for row in rows) > 0
     assert summary["tokens_per_episode"] == pytest.approx(summary["tokens_generated"] / 8)
+    assert "| sft |" in (out / "leaderboard.md").read_text()
 
     assert main(argv) == 0 and len(loads) == 2  # cached
     (run / "state.json").write_text('{"step": 2}')  # a new save: the agent is evaluated again
     assert main(argv) == 0 and len(loads) == 4
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+def test_question_subset_is_the_seeded_sample_of_the_filtered_split() -> None:
+    from searchenv.questions import select_questions
+
+    config = RunConfig(max_questions=7, env_kwargs={"hops": 1})
+    questions = select_questions("factbook", "test", hops=1)
+    keep = np.random.default_rng(0).choice(len(questions), size=7, replace=False)
+    assert question_ids_for("factbook", config) == [questions[i].qid for i in sorted(keep)]
+    assert question_ids_for("factbook", RunConfig(env_kwargs={"hops": 1})) == [q.qid for q in questions]
+    other = question_ids_for("factbook", dataclasses.replace(config, question_seed=1))
+    assert len(other) == 7 and other != question_ids_for("factbook", config)
+
+
+def test_sample_orders() -> None:
+    sweep = RunConfig(samples_per_question=2)
+    assert planned_episodes(["a", "b"], sweep) == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    grouped = dataclasses.replace(sweep, sample_order="grouped")
+    assert planned_episodes(["a", "b"], grouped) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    with pytest.raises(ValueError, match="sample_order"):
+        RunConfig(sample_order="shuffled")
+
+
+def test_keys_follow_what_changes_the_episodes(tmp_path: Path) -> None:
+    bm25 = Evaluation(resolve_agent("bm25"), "factbook", RunConfig(), tmp_path)
+    assert bm25.path == tmp_path / "bm25__factbook.json"
+    # Decoding does not change a scripted agent's episodes; the question subset does.
+    assert dataclasses.replace(bm25, config=RunConfig(greedy=False, temperature=0.5)).key == bm25.key
+    assert dataclasses.replace(bm25, config=RunConfig(max_questions=3)).key != bm25.key
+    assert dataclasses.replace(bm25, config=RunConfig(sample_order="grouped")).key != bm25.key
+
+
+def test_grouped_samples_in_a_worker_process_are_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"backend": "rank_bm25", "hops": 1}
+    config = RunConfig(
+        max_questions=2, samples_per_question=2, num_envs=2, env_kwargs=env, sample_order="grouped"
+    )
+    (ran,) = run_evaluations([Evaluation(resolve_agent("oracle"), "factbook", config, tmp_path)], workers=1)
+    assert [(r["qid"], r["sample"]) for r in ran["rows"]] == [
+        (qid, sample) for qid in ran["question_ids"] for sample in (0, 1)
+    ]
+    assert all(r["correct"] and r["answer"] and r["generated_tokens"] is None for r in ran["rows"])
+    calls = counting_runs(monkeypatch)
+    (cached,) = run_evaluations([Evaluation(resolve_agent("oracle"), "factbook", config, tmp_path)])
+    assert cached == ran and not calls
 
 
 # ---------------------------------------------------------------------------------------------- summaries

@@ -1,4 +1,5 @@
-"""The before/after report of RL runs reads their own metrics logs."""
+"""The learning reports: the before/after report of RL runs (from their own metrics logs), and
+the learning benchmark's report and figures redrawn from its committed results."""
 
 from __future__ import annotations
 
@@ -35,3 +36,28 @@ def test_report_files_and_sft_runs_rejected(tmp_path: Path) -> None:
     (sft / "metrics.jsonl").write_text(json.dumps({"step": 0, "loss": 1.0}) + "\n")
     with pytest.raises(ValueError, match="no training episodes"):
         episode_rewards(sft)
+
+
+def test_learning_benchmark_redraws_its_committed_report(tmp_path: Path) -> None:
+    """``bench_learning --plots-only`` rebuilds results.md and the figures from the results alone."""
+    from benchmarks.bench_learning import main as bench_learning
+
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "learning"
+    out = tmp_path / "learning"
+    out.mkdir()
+    for name in ("results.json", "sft_metrics.jsonl", "nsr_metrics.jsonl", "ppo_metrics.jsonl"):
+        (out / name).write_bytes((committed / name).read_bytes())
+    assert bench_learning(["--plots-only", "--out", str(out)]) == 0
+    assert (out / "results.md").read_text() == (committed / "results.md").read_text()
+    for name in ("sft.png", "rl_reward.png", "probe.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_committed_smollm2_report_is_reproduced(tmp_path: Path) -> None:
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "learning_smollm2"
+    runs = [str(committed / name) for name in ("smol_nsr", "smol_ppo")]
+    assert main([*runs, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "rl_reward.md").read_text() == (committed / "rl_reward.md").read_text()
+    assert json.loads((tmp_path / "rl_reward.json").read_text()) == json.loads(
+        (committed / "rl_reward.json").read_text()
+    )

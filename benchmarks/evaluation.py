@@ -1,0 +1,377 @@
+"""The evaluation engine of every benchmark: play agents, keep per-episode rows, summarize them.
+
+One *evaluation* is one agent on one task under one :class:`RunConfig`: each chosen question is
+played ``samples_per_question`` times per seed through ``agents.rollout.run_episodes`` and every
+episode becomes a row (answer scores, reward and its components, behaviour counts, queries,
+answer, generated tokens). An evaluation is kept in one file, ``<label>__<task>.json`` in the
+caller's folder, written atomically as soon as it finishes and keyed by a hash of everything
+that changes its episodes; an evaluation asked for again with the same key is read back
+instead of played again, and a damaged or stale file is replayed.
+
+Figures are computed from the rows alone: per-question means, and the intervals of
+``searchenv.metrics`` over them. Intervals resample *questions* (the samples of one question
+are not independent): each question contributes the mean over its samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchenv.metrics import (
+    answer_scores,
+    bootstrap_ci,
+    episode_stats,
+    paired_bootstrap_diff,
+    pass_at_k_per_question,
+)
+from tasks.storage import atomic_write_text
+
+# Bump when the per-episode rows change shape: older evaluation files are then replayed.
+ROW_SCHEMA = 2
+SAMPLE_ORDERS = ("sweep", "grouped")
+_LABEL_PATTERN = re.compile(r"[^A-Za-z0-9._-]+")
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent as named on a command line: a scripted policy or a checkpoint."""
+
+    label: str
+    kind: str  # "scripted" or "checkpoint"
+    source: str  # the scripted name or the checkpoint path
+    fingerprint: str = ""  # for checkpoints: size and mtime of its files, so a new save is redone
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that changes the episodes played (and so keys the evaluation files)."""
+
+    split: str = "test"
+    seeds: tuple[int, ...] = (0,)
+    samples_per_question: int = 1
+    max_questions: int | None = None
+    num_envs: int = 8
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # Decoding of checkpoint policies (scripted agents ignore it, and their keys omit it).
+    greedy: bool = True
+    temperature: float = 1.0
+    # "sweep" plays every question once, then again; "grouped" plays a question's samples back
+    # to back. The order changes which samples a sampling policy draws, and the experiments'
+    # published samples were grouped.
+    sample_order: str = "sweep"
+    # Seed of the max_questions subset; the learning benchmark's probe draws its own.
+    question_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sample_order not in SAMPLE_ORDERS:
+            raise ValueError(f"sample_order must be one of {SAMPLE_ORDERS}, got {self.sample_order!r}")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One agent on one task under one configuration, kept in ``folder``."""
+
+    agent: AgentSpec
+    task: str
+    config: RunConfig
+    folder: Path
+
+    @property
+    def path(self) -> Path:
+        """The evaluation's file: ``<folder>/<label>__<task>.json``."""
+        return self.folder / f"{self.agent.label}__{_LABEL_PATTERN.sub('_', self.task)}.json"
+
+    @property
+    def key(self) -> str:
+        """Hash of the row schema, the agent, the task and the settings that change the episodes."""
+        settings = asdict(self.config)
+        if self.agent.kind == "scripted":
+            del settings["greedy"], settings["temperature"]
+        payload = {"schema": ROW_SCHEMA, "agent": asdict(self.agent), "task": self.task, "config": settings}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- agents
+
+
+def _checkpoint_fingerprint(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}:{stat.st_size}:".encode())
+        digest.update(str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()[:16]
+
+
+def resolve_agent(argument: str) -> AgentSpec:
+    """``NAME`` (scripted), ``PATH`` or ``LABEL=PATH`` (checkpoint) -> :class:`AgentSpec`.
+
+    Raises:
+        FileNotFoundError: ``argument`` is neither a scripted policy nor an existing path.
+    """
+    label, _, source = argument.rpartition("=") if "=" in argument else ("", "", argument)
+    path = Path(source)
+    if path.exists():
+        label = label or "_".join(path.resolve().parts[-2:])
+        return AgentSpec(
+            _LABEL_PATTERN.sub("_", label), "checkpoint", str(path), _checkpoint_fingerprint(path)
+        )
+    from agents.scripted import SCRIPTED_POLICIES
+
+    if source not in SCRIPTED_POLICIES:
+        raise FileNotFoundError(
+            f"agent {argument!r} is neither a scripted policy {sorted(SCRIPTED_POLICIES)} nor a path"
+        )
+    return AgentSpec(_LABEL_PATTERN.sub("_", label or source), "scripted", source)
+
+
+def load_agent(spec: AgentSpec, task: str, seed: int, greedy: bool = True, temperature: float = 1.0) -> Any:
+    """Build the policy. Checkpoints import the trainers lazily so scripted runs need no torch."""
+    if spec.kind == "scripted":
+        from agents.scripted import make_policy
+
+        return make_policy(spec.source, task=task, seed=seed)
+    try:
+        from agents.weights import load_policy
+    except ImportError as error:
+        raise ImportError(
+            f"loading checkpoint {spec.source!r} needs the agents extra: pip install -e .[agents] ({error})"
+        ) from error
+    return load_policy(spec.source, greedy=greedy, temperature=temperature, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------- playing
+
+
+def question_ids_for(task: str, config: RunConfig) -> list[str]:
+    """The split's question ids under the env's own filters, in split order.
+
+    ``max_questions`` keeps a fixed random subset, the same for every agent and seed: a prefix
+    of the split would over-represent whatever the split happens to list first.
+    """
+    from searchenv.questions import sample_question_ids, select_questions
+
+    env = config.env_kwargs
+    questions = select_questions(
+        task, config.split, hops=env.get("hops"), kinds=env.get("kinds"), task_kwargs=env.get("task_kwargs")
+    )
+    return sample_question_ids(questions, config.max_questions, seed=config.question_seed)
+
+
+def planned_episodes(question_ids: Sequence[str], config: RunConfig) -> list[tuple[str, int]]:
+    """(question id, sample index) of every episode of one seed, in the order they are played."""
+    samples = range(config.samples_per_question)
+    if config.sample_order == "grouped":
+        return [(qid, sample) for qid in question_ids for sample in samples]
+    return [(qid, sample) for sample in samples for qid in question_ids]
+
+
+def play_episodes(
+    policy: Any,
+    env_kwargs: Mapping[str, Any],
+    question_ids: Sequence[str],
+    seed: int,
+    num_envs: int,
+    progress: bool,
+) -> list[Any]:
+    """One pass over ``question_ids`` (the seam tests patch to count or interrupt runs)."""
+    from agents.rollout import run_episodes
+
+    return run_episodes(
+        policy, dict(env_kwargs), question_ids=list(question_ids), seed=seed, num_envs=num_envs,
+        progress=progress,
+    )  # fmt: skip
+
+
+def episode_row(result: Any, seed: int, sample: int) -> dict[str, Any]:
+    """The per-episode figures kept in the evaluation file (enough to recompute every summary)."""
+    record = result.record
+    return {
+        "qid": record.question.qid,
+        "seed": seed,
+        "sample": sample,
+        **answer_scores(record),
+        "correct": bool(result.correct),
+        "reward": float(result.reward),
+        "breakdown": {name: float(value) for name, value in result.breakdown.items()},
+        "stats": episode_stats(record).to_dict(),
+        "queries": list(record.queries),
+        "answer": record.answer,
+        "generated_tokens": result.generated_tokens,
+        "wall_time": float(result.wall_time),
+    }
+
+
+def play(evaluation: Evaluation, progress: bool) -> dict[str, Any]:
+    """Play every planned episode of ``evaluation``; return its record (rows and run facts)."""
+    agent, task, config = evaluation.agent, evaluation.task, evaluation.config
+    question_ids = question_ids_for(task, config)
+    planned = planned_episodes(question_ids, config)
+    env_kwargs = {"task": task, "split": config.split, **dict(config.env_kwargs)}
+    rows: list[dict[str, Any]] = []
+    wall_time = 0.0  # rollouts only: loading a checkpoint is not the agent's speed
+    for seed in config.seeds:
+        policy = load_agent(agent, task, seed, config.greedy, config.temperature)
+        started = time.perf_counter()
+        ids = [qid for qid, _ in planned]
+        results = play_episodes(policy, env_kwargs, ids, seed, config.num_envs, progress)
+        wall_time += time.perf_counter() - started
+        if len(results) != len(planned):
+            raise RuntimeError(f"{agent.label}: expected {len(planned)} episodes, got {len(results)}")
+        for (qid, sample), result in zip(planned, results, strict=True):
+            if result.record.question.qid != qid:
+                raise RuntimeError(
+                    f"{agent.label}: episode for {qid!r} answered {result.record.question.qid!r}"
+                )
+            rows.append(episode_row(result, seed, sample))
+    return {
+        "agent": agent.label,
+        "task": task,
+        "source": agent.source,
+        "kind": agent.kind,
+        "question_ids": question_ids,
+        "wall_time_s": wall_time,
+        "key": evaluation.key,
+        "config": json.loads(json.dumps(asdict(config))),  # as read back: lists, not tuples
+        "rows": rows,
+    }
+
+
+def load_cached(evaluation: Evaluation) -> dict[str, Any] | None:
+    """The evaluation's file when it exists, parses and carries the same key; else None."""
+    path = evaluation.path
+    if not path.exists():
+        return None
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged file is replayed, never trusted
+    return cached if cached.get("key") == evaluation.key else None
+
+
+def write_record(path: Path, record: Mapping[str, Any]) -> None:
+    """Compact JSON, one episode row per line (diffable, a quarter smaller than indented)."""
+    head = json.dumps({k: v for k, v in record.items() if k != "rows"})
+    rows = ",\n".join(json.dumps(row, separators=(",", ":")) for row in record["rows"])
+    atomic_write_text(path, f'{head[:-1]},\n"rows": [\n{rows}\n]}}\n')
+
+
+def _play_in_worker(evaluation: Evaluation) -> dict[str, Any]:
+    if evaluation.agent.kind == "checkpoint":
+        import torch
+
+        torch.set_num_threads(1)  # the workers share the machine's cores
+    return play(evaluation, progress=False)
+
+
+def run_evaluations(
+    evaluations: Sequence[Evaluation], *, workers: int = 0, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Records of ``evaluations`` (in order): read back when cached, else played and written.
+
+    The missing ones play in this process (``workers=0``) or in that many worker processes with
+    one torch thread each. Each file is written as soon as its evaluation finishes, so an
+    interrupted call loses no finished work.
+    """
+    records: dict[int, dict[str, Any]] = {}
+    missing = []
+    for index, evaluation in enumerate(evaluations):
+        cached = load_cached(evaluation)
+        if cached is None:
+            missing.append(index)
+        else:
+            records[index] = cached
+            _log(evaluation, "cached")
+
+    def keep(index: int, record: dict[str, Any]) -> None:
+        write_record(evaluations[index].path, record)
+        records[index] = record
+        _log(evaluations[index], "ran")
+
+    if workers and missing:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_play_in_worker, evaluations[index]): index for index in missing}
+            for future in as_completed(futures):
+                keep(futures[future], future.result())
+    else:
+        for index in missing:
+            keep(index, play(evaluations[index], progress))
+    return [records[index] for index in range(len(evaluations))]
+
+
+def _log(evaluation: Evaluation, status: str) -> None:
+    agent, task = evaluation.agent.label, evaluation.task
+    print(f"[evaluation] {agent} on {task}: {status} ({evaluation.path})", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+def per_question(
+    rows: Sequence[Row], value: str | Callable[[Row], float], question_ids: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Mean of ``value`` (a row field or a function of a row) over each question's samples.
+
+    Keyed in ``question_ids`` order, or by sorted id. The order is the one the bootstrap draws
+    over: the leaderboard keeps split order, the experiments sorted ids.
+    """
+    pick = (lambda row: row[value]) if isinstance(value, str) else value
+    groups: dict[str, list[float]] = {}
+    for row in rows:
+        groups.setdefault(row["qid"], []).append(float(pick(row)))
+    order = list(question_ids) if question_ids is not None else sorted(groups)
+    return {qid: float(np.mean(groups[qid])) for qid in order}
+
+
+def interval(values: Sequence[float], *, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean and 95% percentile bootstrap interval, as a dict (``searchenv.metrics.bootstrap_ci``)."""
+    return bootstrap_ci(list(values), n_resamples=n_resamples, seed=seed).to_dict()
+
+
+def correct_matrix(rows: Sequence[Row], question_ids: Sequence[str] | None = None) -> np.ndarray:
+    """[questions x samples] booleans; questions in ``question_ids`` order or by sorted id."""
+    groups: dict[str, list[bool]] = {}
+    for row in sorted(rows, key=lambda r: (r.get("seed", 0), r["sample"])):
+        groups.setdefault(row["qid"], []).append(bool(row["correct"]))
+    order = list(question_ids) if question_ids is not None else sorted(groups)
+    return np.array([groups[qid] for qid in order], dtype=bool)
+
+
+def pass_at_k_intervals(matrix: np.ndarray, ks: Sequence[int], n_resamples: int = 2000) -> dict[int, dict]:
+    """pass@k with its interval over questions for each ``k`` (unbiased estimator per question)."""
+    return {k: interval(pass_at_k_per_question(matrix, k).tolist(), n_resamples=n_resamples) for k in ks}
+
+
+def paired_difference(
+    rows_a: Sequence[Row],
+    rows_b: Sequence[Row],
+    value: str | Callable[[Row], float],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Paired bootstrap of mean(value | a) - mean(value | b) over the questions both cover.
+
+    Raises:
+        ValueError: the two sets of rows share no question.
+    """
+    per_a, per_b = per_question(rows_a, value), per_question(rows_b, value)
+    shared = sorted(set(per_a) & set(per_b))
+    if not shared:
+        raise ValueError("the two agents share no questions")
+    a, b = [per_a[q] for q in shared], [per_b[q] for q in shared]
+    return paired_bootstrap_diff(a, b, n_resamples=n_resamples, seed=seed).to_dict()

@@ -1,0 +1,52 @@
+"""``python -m benchmarks.experiments persistence|passk|diversity|hacking [--quick]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import experiments
+from benchmarks.experiments import diversity, hacking, passk, persistence
+from benchmarks.experiments.common import FULL, QUICK, Context
+
+RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "persistence": persistence.run,
+    "passk": passk.run,
+    "diversity": diversity.run,
+    "hacking": hacking.run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one experiment at the full (default) or quick scale."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.experiments",
+        description=experiments.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("experiment", choices=list(RUNNERS))
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: a plumbing check (~1 min)")
+    parser.add_argument("--no-progress", action="store_true", help="accepted for symmetry; runs log to files")
+    parser.add_argument("--runs", default=None, help="run/sample cache (default runs/experiments[_quick])")
+    parser.add_argument("--results", default=None, help="results root (default benchmarks/results[/quick])")
+    parser.add_argument("--jobs", type=int, default=2, help="processes at a time (training and sampling)")
+    args = parser.parse_args(argv)
+    scale = QUICK if args.quick else FULL
+    runs = Path(args.runs or ("runs/experiments_quick" if args.quick else "runs/experiments"))
+    results = Path(args.results or ("benchmarks/results/quick" if args.quick else "benchmarks/results"))
+    # Before torch loads anywhere: one thread per process, several processes side by side.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    ctx = Context(scale=scale, runs=runs, results=results, jobs=max(1, args.jobs))
+    started = time.perf_counter()
+    RUNNERS[args.experiment](ctx)
+    elapsed = time.perf_counter() - started
+    print(f"\n{args.experiment}: {elapsed:.0f} s; results in {results / args.experiment}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
