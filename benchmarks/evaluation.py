@@ -68,6 +68,8 @@ class RunConfig:
     # Decoding of checkpoint policies (scripted agents ignore it, and their keys omit it).
     greedy: bool = True
     temperature: float = 1.0
+    # Where checkpoint policies run: auto (CUDA when there is a GPU), cpu or cuda.
+    device: str = "auto"
     # "sweep" plays every question once, then again; "grouped" plays a question's samples back
     # to back. The order changes which samples a sampling policy draws, and the experiments'
     # published samples were grouped.
@@ -99,7 +101,7 @@ class Evaluation:
         """Hash of the row schema, the agent, the task and the settings that change the episodes."""
         settings = asdict(self.config)
         if self.agent.kind == "scripted":
-            del settings["greedy"], settings["temperature"]
+            del settings["greedy"], settings["temperature"], settings["device"]
         payload = {"schema": ROW_SCHEMA, "agent": asdict(self.agent), "task": self.task, "config": settings}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -139,7 +141,9 @@ def resolve_agent(argument: str) -> AgentSpec:
     return AgentSpec(_LABEL_PATTERN.sub("_", label or source), "scripted", source)
 
 
-def load_agent(spec: AgentSpec, task: str, seed: int, greedy: bool = True, temperature: float = 1.0) -> Any:
+def load_agent(
+    spec: AgentSpec, task: str, seed: int, greedy: bool = True, temperature: float = 1.0, device: str = "auto"
+) -> Any:
     """Build the policy. Checkpoints import the trainers lazily so scripted runs need no torch."""
     if spec.kind == "scripted":
         from agents.scripted import make_policy
@@ -151,7 +155,7 @@ def load_agent(spec: AgentSpec, task: str, seed: int, greedy: bool = True, tempe
         raise ImportError(
             f"loading checkpoint {spec.source!r} needs the agents extra: pip install -e .[agents] ({error})"
         ) from error
-    return load_policy(spec.source, greedy=greedy, temperature=temperature, seed=seed)
+    return load_policy(spec.source, greedy=greedy, temperature=temperature, seed=seed, device=device)
 
 
 # ---------------------------------------------------------------------------------------------- playing
@@ -225,7 +229,7 @@ def play(evaluation: Evaluation, progress: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     wall_time = 0.0  # rollouts only: loading a checkpoint is not the agent's speed
     for seed in config.seeds:
-        policy = load_agent(agent, task, seed, config.greedy, config.temperature)
+        policy = load_agent(agent, task, seed, config.greedy, config.temperature, config.device)
         started = time.perf_counter()
         ids = [qid for qid, _ in planned]
         results = play_episodes(policy, env_kwargs, ids, seed, config.num_envs, progress)

@@ -221,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoints: auto = greedy for one sample per question in all, else sampling",
     )
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of checkpoints")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where checkpoints run: auto = CUDA when there is a GPU, else the CPU; cuda without one is an error",
+    )
     parser.add_argument("--bootstrap-resamples", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/leaderboard"))
     parser.add_argument(
@@ -258,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         greedy=args.decoding == "greedy"
         or (args.decoding == "auto" and len(args.seeds) * args.samples_per_question == 1),
         temperature=args.temperature,
+        device=args.device,
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
