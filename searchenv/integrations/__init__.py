@@ -1,0 +1,8 @@
+"""Bridges from SearchQA to other training libraries.
+
+Each bridge is one module whose heavy dependencies are imported only when it is used, so
+``import searchenv`` never needs them:
+
+- ``searchenv.integrations.trl``: TRL's ``GRPOTrainer(environment_factory=...)`` (``SearchQAToolEnv``,
+  ``searchqa_reward``, ``export_dataset``); install with ``pip install -e .[trl]``.
+"""
