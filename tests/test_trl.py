@@ -7,10 +7,8 @@ import json
 import re
 from typing import Any
 
+import datasets  # noqa: F401  (`make test` installs the trl extra: missing TRL fails, never skips)
 import pytest
-
-# `make test` installs the trl extra: a missing TRL is a failed set-up, not a reason to skip.
-import datasets  # noqa: F401
 import torch
 import trl  # noqa: F401
 
