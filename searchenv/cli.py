@@ -1,8 +1,9 @@
-"""``searchenv``: play an episode in a terminal, or build and inspect indexes.
+"""``searchenv``: play an episode in a terminal, build and inspect indexes, or serve one.
 
 searchenv play [--split test] [--question-id ID] [--seed N]
 searchenv index build --task factbook --backend bm25s
 searchenv index info --task factbook --backend bm25s
+searchenv serve --task factbook --backend bm25s --port 8000
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     from searchenv.index_cli import add_index_commands
 
     add_index_commands(commands)
+
+    from searchenv.server.serve import add_serve_command
+
+    add_serve_command(commands)
     return parser
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from searchenv.retrieval.base import Retriever
+from searchenv.retrieval.remote import RemoteRetriever, is_remote_backend
 from searchenv.retrieval.tokenize import Tokenizer, default_tokenizer
 from tasks.storage import atomic_directory, atomic_write_json, cache_home
 
@@ -55,7 +56,9 @@ searchenv_home = cache_home
 
 def _backend_module(backend: str) -> Any:
     if backend not in BACKENDS:
-        raise ValueError(f"unknown retrieval backend {backend!r}; choose from {sorted(BACKENDS)}")
+        raise ValueError(
+            f"unknown retrieval backend {backend!r}; choose from {sorted(BACKENDS)} or a server URL"
+        )
     return importlib.import_module(BACKENDS[backend][0])
 
 
@@ -121,7 +124,13 @@ def load_retriever(
     forces a fresh build that then replaces the cached one; ``threads`` is used by backends that
     can (bm25s batched search, Anserini indexing). The result carries ``load_info``
     (:class:`LoadInfo`): ``load_info.cached`` tells whether this call built the index.
+
+    A ``backend`` that is a URL (``"http://127.0.0.1:8000"``) gives a
+    :class:`~searchenv.retrieval.remote.RemoteRetriever` searching through that server instead:
+    nothing is built or cached here, and the other arguments are ignored.
     """
+    if is_remote_backend(backend):
+        return RemoteRetriever(backend, corpus)
     start = time.perf_counter()
     tokenizer = tokenizer or default_tokenizer()
     folder, meta, cached = ensure_index(
