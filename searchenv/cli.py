@@ -36,6 +36,7 @@ def _to_action(line: str) -> str:
 
 
 def play(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    """Play one episode in a terminal: read actions from ``stdin``, print observations."""
     import gymnasium as gym
 
     import searchenv  # noqa: F401
@@ -70,6 +71,7 @@ def play(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = s
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``searchenv`` command line: ``play``, ``index`` and ``serve``."""
     parser = argparse.ArgumentParser(prog="searchenv", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``searchenv`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     return int(args.handler(args) or 0)
 

@@ -62,6 +62,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_index_build(args: argparse.Namespace) -> int:
+    """Build (or find cached) the index of a task for a backend and print where it is."""
     task = load_task_by_name(args.task)
     start = time.perf_counter()
     folder, meta, cached = ensure_index(
@@ -85,6 +86,7 @@ def run_index_build(args: argparse.Namespace) -> int:
 
 
 def run_index_info(args: argparse.Namespace) -> int:
+    """Print what is cached for a task and backend, without building anything."""
     task = load_task_by_name(args.task)
     meta = index_info(task.corpus, args.backend, k1=args.k1, b=args.b, cache_dir=args.cache_dir)
     if meta is None:
@@ -99,6 +101,7 @@ def run_index_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m searchenv.index_cli``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m searchenv.index_cli")
     add_index_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["index", *(sys.argv[1:] if argv is None else argv)])

@@ -1,5 +1,8 @@
-"""Gymnasium ids. ``import searchenv`` registers them; ``gym.make("searchenv:SearchQA-v0")``
-imports this package first, so both spellings work."""
+"""Gymnasium ids of SearchQA.
+
+``import searchenv`` registers them; ``gym.make("searchenv:SearchQA-v0")`` imports this package
+first, so both spellings work.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def register_all() -> None:
+    """Register every SearchQA id with Gymnasium (idempotent)."""
     for env_id, kwargs in VARIANTS.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=kwargs, disable_env_checker=False)

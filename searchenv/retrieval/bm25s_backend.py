@@ -37,6 +37,7 @@ FORMAT_VERSION = "bm25s-1"
 
 
 def numba_available() -> bool:
+    """Whether numba is installed (bm25s then compiles its scoring loops)."""
     return importlib.util.find_spec("numba") is not None
 
 
@@ -44,8 +45,9 @@ _numba_cache_enabled = False
 
 
 def enable_numba_cache() -> None:
-    """Let numba cache bm25s's compiled retrieval loops on disk (next to bm25s, or numba's
-    user-wide cache folder when that is read-only).
+    """Let numba cache bm25s's compiled retrieval loops on disk.
+
+    The cache goes next to bm25s, or to numba's user-wide cache folder when that is read-only.
 
     bm25s compiles them without ``cache=True``, so every process would pay ~8 s on its first
     query; with the cache, only the first process on a machine does. Re-wrapping bm25s's own
@@ -174,9 +176,11 @@ class BM25sRetriever:
     # ------------------------------------------------------------------------------ search
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
+        """The top ``k`` passages for ``query``, best first, ties broken by doc id."""
         return self.search_batch([query], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        """``search`` for each query, scored in one batched call."""
         k = check_k(k)
         results: list[list[Hit]] = [[] for _ in queries]
         term_ids = [self._term_ids(check_query(query)) for query in queries]

@@ -200,12 +200,14 @@ class PyseriniRetriever:
         b: float,
         threads: int = 1,
     ) -> PyseriniRetriever:
+        """Open the Lucene index built in ``folder`` for ``corpus``."""
         searcher = _open_searcher(folder)
         searcher.setSimilarity(java().BM25Similarity(float(k1), float(b)))
         in_order = json.loads((folder / ORDER_FILE).read_text())["doc_number_order_is_doc_id_order"]
         return cls(searcher, len(corpus), tokenizer, ties_in_id_order=bool(in_order))
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
+        """The top ``k`` passages for ``query``, best first, ties broken by doc id."""
         k = check_k(k)
         terms = self.tokenizer(check_query(query))[:MAX_QUERY_TERMS]
         if k == 0 or not terms:
@@ -224,6 +226,7 @@ class PyseriniRetriever:
             fetch = min(self.n_docs, fetch * 4)
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        """``search`` for each query."""
         check_k(k)
         return [self.search(query, k) for query in queries]
 

@@ -127,6 +127,7 @@ class RankBM25Retriever:
         b: float,
         threads: int = 1,
     ) -> RankBM25Retriever:
+        """Load the token cache built in ``folder`` for ``corpus``."""
         with open(folder / TOKENS_FILE, "rb") as handle:
             terms = pickle.load(handle)
         if len(terms) != len(corpus):
@@ -139,6 +140,7 @@ class RankBM25Retriever:
         return self._model.get_scores(self.tokenizer(check_query(query))[:MAX_QUERY_TERMS])
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
+        """The top ``k`` passages for ``query``, best first, ties broken by doc id."""
         k = check_k(k)
         terms = self.tokenizer(check_query(query))[:MAX_QUERY_TERMS]
         if k == 0 or not terms:
@@ -146,5 +148,6 @@ class RankBM25Retriever:
         return top_by_full_scores(self._model.get_scores(terms), k, self._ranks, self._doc_ids)
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        """``search`` for each query."""
         check_k(k)
         return [self.search(query, k) for query in queries]

@@ -44,6 +44,7 @@ def check_k(k: int) -> int:
 
 
 def check_query(query: str) -> str:
+    """``query`` if it is a string, else a ``TypeError`` that says what was given."""
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, got {type(query).__name__}")
     return query
@@ -71,10 +72,12 @@ def doc_rank(doc_ids: Sequence[str]) -> np.ndarray:
 
 
 def save_doc_rank(folder: Path, doc_ids: Sequence[str]) -> None:
+    """Write each doc id's rank in sorted order, the tie-breaker of every backend."""
     np.save(folder / DOC_RANK_FILE, doc_rank(doc_ids))
 
 
 def load_doc_rank(folder: Path, n_docs: int) -> np.ndarray:
+    """The doc ranks ``save_doc_rank`` wrote, checked against the corpus size."""
     ranks = np.load(folder / DOC_RANK_FILE, mmap_mode="r")
     if ranks.shape != (n_docs,):
         raise ValueError(f"{folder / DOC_RANK_FILE} holds {ranks.shape} ranks for a {n_docs}-doc corpus")

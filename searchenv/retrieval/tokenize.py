@@ -82,6 +82,7 @@ class Tokenizer:
         return f"Tokenizer(stem={self.stem})"
 
     def __call__(self, text: str) -> list[str]:
+        """The tokens of ``text``: lower-cased, accent-folded, stopwords dropped, stemmed."""
         if not text:
             return []
         memo = self._memo
@@ -152,10 +153,10 @@ def tokenize(text: str, stem: bool | None = None) -> list[str]:
 
 
 def passage_text(title: str, text: str) -> str:
-    """What gets indexed for a passage: its title, then its text.
+    r"""What gets indexed for a passage: its title, then its text.
 
     >>> passage_text("Norway", "Oslo is the capital.")
-    'Norway\\nOslo is the capital.'
+    'Norway\nOslo is the capital.'
     """
     return f"{title}\n{text}" if title else text
 
