@@ -59,7 +59,7 @@ def play(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = s
         if not line.strip():
             continue
         observation, reward, terminated, truncated, info = env.step(_to_action(line.rstrip("\n")))
-        total += reward
+        total += float(reward)
         print(f"\n{observation}\n", file=stdout)
         if terminated or truncated:
             ending = "answered" if terminated else "out of turns"
