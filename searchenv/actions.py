@@ -31,6 +31,9 @@ FORMAT_HELP = (
     "or <answer>short answer</answer>. You may think inside <think>...</think> before it."
 )
 
+# A tuple, not ``dict | Mapping``: that expression would build a union object on every call.
+_MAPPINGS = (dict, Mapping)
+
 _ARGUMENT_KEYS: dict[str, tuple[str, ...]] = {
     "search": ("query", "argument"),
     "read": ("doc_id", "argument"),
@@ -49,18 +52,21 @@ class ParsedAction:
 
     @property
     def valid(self) -> bool:
+        """Whether the action can be executed (a known tool and no error)."""
         return self.tool is not None and self.error is None
 
 
 def _clean_argument(text: str) -> str:
-    """Drop stray tags and control characters and collapse whitespace.
+    r"""Drop stray tags and control characters and collapse whitespace.
 
-    >>> _clean_argument("  capital of <b>France</b>\\n ")
+    >>> _clean_argument("  capital of <b>France</b>\n ")
     'capital of France'
     """
     if "<" in text:
         text = _ANY_TAG_RE.sub(" ", text)
-    text = _CONTROL_RE.sub(" ", text)
+    # Every character _CONTROL_RE replaces is unprintable, so a printable text skips the regex.
+    if not text.isprintable():
+        text = _CONTROL_RE.sub(" ", text)
     return " ".join(text.split())
 
 
@@ -95,6 +101,9 @@ def parse_text_action(text: str) -> ParsedAction:
             f"The action is {len(text)} characters long; the limit is {MAX_ACTION_CHARS}. {FORMAT_HELP}",
             len(_SEARCH_TAG_RE.findall(text, 0, MAX_ACTION_CHARS)),
         )
+    if text.startswith("<search>") and text.endswith("</search>") and "<" not in text[8:-9]:
+        # The usual well-formed search: exactly what the regexes below would find, without them.
+        return _checked("search", text[8:-9], 1)
     search_tags = len(_SEARCH_TAG_RE.findall(text))
     match = _ACTION_RE.search(text)
     if match is None:
@@ -129,7 +138,7 @@ def parse_action(action: object) -> ParsedAction:
     """Parse any action the env accepts; never raises on bad agent input."""
     if isinstance(action, str):
         return parse_text_action(action)
-    if isinstance(action, dict | Mapping):
+    if isinstance(action, _MAPPINGS):
         return parse_structured_action(action)
     if isinstance(action, ParsedAction):
         return action
@@ -146,7 +155,7 @@ def action_to_text(action: object) -> str:
     """
     if isinstance(action, str):
         return action
-    parsed = parse_action(action)
+    parsed = action if isinstance(action, ParsedAction) else parse_action(action)
     if parsed.tool is None:
         return repr(action)
     return f"<{parsed.tool}>{parsed.argument}</{parsed.tool}>"

@@ -9,25 +9,26 @@ import gymnasium as gym
 
 from searchenv.actions import FORMAT_HELP, ParsedAction, action_to_text, parse_action
 from searchenv.episode import EpisodeRecord, Turn
+from searchenv.observations import (
+    ANSWER_RECEIVED,
+    MAX_OBSERVATION_CHARS,
+    render_error,
+    render_hits,
+    render_passage,
+    render_prompt,
+    unknown_doc_message,
+)
+from searchenv.questions import filter_questions
 from searchenv.resources import shared_retriever, shared_task
 from searchenv.rewards import RewardPreset, get_preset, reward_breakdown, total_reward
 from searchenv.snippets import best_snippet, query_words
 from searchenv.spaces import UnicodeText
 from tasks.records import Question, Task
 
-MAX_OBSERVATION_CHARS = 60_000
-
-PROMPT_TEMPLATE = """Answer the question by searching a local index of {corpus} passages.
-Each turn, reply with exactly one action:
-<search>query</search> returns the top {top_k} passages with their doc ids.
-<read>doc id</read> returns the full text of one passage.
-<answer>short answer</answer> submits your final answer and ends the episode.
-You may think inside <think>...</think> before the action. You have {max_turns} turns.
-Question: {question}"""
-
 
 class SearchQAEnv(gym.Env[str, Any]):
-    """
+    """Answer a question by searching a local BM25 index, reading passages and answering.
+
     ## Description
 
     A question-answering episode over a local corpus. The agent sees a question and may search
@@ -50,7 +51,8 @@ class SearchQAEnv(gym.Env[str, Any]):
 
     Text. On reset, the prompt (instructions and question). After a search, the top-k passages
     as `[i] doc_id | title | snippet` lines inside `<information>`; after a read, the full
-    passage; after an invalid action, an `<error>` that says why.
+    passage; after an invalid action, an `<error>` that says why. `searchenv.observations`
+    renders these texts and parses them back.
 
     `info` carries the structured view every step: `question_id`, `turn`, `turns_left`, `tool`,
     `error`, `hits` (doc ids, titles, scores). When the episode ends it adds `reward_breakdown`,
@@ -117,9 +119,10 @@ class SearchQAEnv(gym.Env[str, Any]):
         if max_turns < 1 or top_k < 1 or snippet_chars < 20:
             raise ValueError("max_turns and top_k must be >= 1 and snippet_chars >= 20")
         self.task = shared_task(task, **dict(task_kwargs or {}))
-        self.questions = _select_questions(self.task, split, hops, kinds)
+        self.questions = filter_questions(self.task, split, hops, kinds)
         self._by_id = {q.qid: q for q in self.questions}
         self.retriever = shared_retriever(self.task.corpus, backend, **dict(retriever_kwargs or {}))
+        self._passage_of = self.task.corpus.__getitem__
         self.preset = get_preset(reward_preset)
         self.reward_mode = reward_mode
         self.max_turns = max_turns
@@ -141,6 +144,7 @@ class SearchQAEnv(gym.Env[str, Any]):
     # -- gymnasium API -------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        """Start an episode: a question drawn with ``np_random``, or ``options["question_id"]``."""
         super().reset(seed=seed)
         options = options or {}
         if "question_id" in options:
@@ -155,31 +159,31 @@ class SearchQAEnv(gym.Env[str, Any]):
         self._turns = []
         self._paid = 0.0
         self._done = False
-        prompt = PROMPT_TEMPLATE.format(
-            corpus=self.task.name,
-            top_k=self.top_k,
-            max_turns=self.max_turns,
-            question=self._question.question,
+        prompt = render_prompt(
+            self._question.question, corpus=self.task.name, top_k=self.top_k, max_turns=self.max_turns
         )
         self._transcript = [("", prompt)]
-        return prompt, self._info(tool=None, error=None, hits=[])
+        return prompt, self._info(None, None, [])
 
     def step(self, action: Any) -> tuple[str, float, bool, bool, dict]:
+        """Spend one turn on ``action`` (text or dict); bad actions come back as ``<error>``."""
         if self._done or self._question is None:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         parsed = parse_action(action)
-        observation, turn, hits = self._execute(
-            parsed, action if isinstance(action, str) else action_to_text(parsed)
-        )
+        raw = action if isinstance(action, str) else action_to_text(parsed)
+        if parsed.tool == "search" and parsed.error is None:
+            observation, turn, hits = self._search(parsed, raw)
+        else:
+            observation, turn, hits = self._execute(parsed, raw)
         self._turns.append(turn)
-        self._transcript.append((turn.raw, observation))
+        self._transcript.append((raw, observation))
 
-        terminated = turn.valid and turn.tool == "answer"
+        terminated = turn.tool == "answer" and turn.error is None
         truncated = not terminated and len(self._turns) >= self.max_turns
         self._done = terminated or truncated
 
         reward = 0.0
-        info = self._info(tool=turn.tool, error=turn.error, hits=hits)
+        info = self._info(turn.tool, turn.error, hits)
         if self.reward_mode == "dense" or self._done:
             record = EpisodeRecord(self._question, tuple(self._turns))
             breakdown = reward_breakdown(record, self.preset, judge=self.judge)
@@ -195,6 +199,7 @@ class SearchQAEnv(gym.Env[str, Any]):
         return observation, float(reward), terminated, truncated, info
 
     def render(self) -> str | None:
+        """The transcript so far as text (``render_mode="ansi"``), else None."""
         if self.render_mode != "ansi":
             return None
         lines = []
@@ -206,56 +211,55 @@ class SearchQAEnv(gym.Env[str, Any]):
 
     # -- internals -----------------------------------------------------------------------
 
+    def _search(self, parsed: ParsedAction, raw: str) -> tuple[str, Turn, list[dict[str, Any]]]:
+        # The hot path: everything here but the retriever call is the overhead that
+        # benchmarks/bench_env.py measures.
+        query = parsed.argument
+        words = query_words(query)  # before the retriever call, while the caches are warm
+        hits = self.retriever.search(query, self.top_k)
+        passage_of = self._passage_of
+        max_chars = self.snippet_chars
+        doc_ids = []
+        shown = []
+        hit_infos = []
+        for hit in hits:
+            doc_id = hit.doc_id
+            passage = passage_of(doc_id)
+            title = passage.title
+            doc_ids.append(doc_id)
+            shown.append((doc_id, title, best_snippet(passage.text, words, max_chars)))
+            hit_infos.append({"doc_id": doc_id, "title": title, "score": float(hit.score)})
+        turn = Turn(raw, "search", query, None, parsed.search_tags, tuple(doc_ids))
+        return render_hits(shown), turn, hit_infos
+
     def _execute(self, parsed: ParsedAction, raw: str) -> tuple[str, Turn, list[dict[str, Any]]]:
+        """Every step but a valid search: an error, a read or an answer."""
         if not parsed.valid:
             turn = Turn(raw=raw, tool=None, error=parsed.error, search_tags=parsed.search_tags)
             return self._error_observation(parsed.error or FORMAT_HELP), turn, []
-        if parsed.tool == "search":
-            hits = self.retriever.search(parsed.argument, self.top_k)
-            lines = []
-            hit_infos = []
-            words = query_words(parsed.argument)
-            for rank, hit in enumerate(hits, start=1):
-                passage = self.task.corpus[hit.doc_id]
-                snippet = best_snippet(passage.text, words, self.snippet_chars)
-                lines.append(f"[{rank}] {hit.doc_id} | {passage.title} | {snippet}")
-                hit_infos.append({"doc_id": hit.doc_id, "title": passage.title, "score": float(hit.score)})
-            body = "\n".join(lines) if lines else "No passages matched this query. Try other words."
-            turn = Turn(
-                raw=raw,
-                tool="search",
-                argument=parsed.argument,
-                search_tags=parsed.search_tags,
-                hit_doc_ids=tuple(h.doc_id for h in hits),
-            )
-            return f"<information>\n{body}\n</information>", turn, hit_infos
         if parsed.tool == "read":
             passage = self.task.corpus.get(parsed.argument)
             if passage is None:
-                error = (
-                    f"Unknown doc id {parsed.argument[:80]!r}. Read takes a doc id exactly as shown in "
-                    "search results, e.g. the text after [1]."
-                )
+                error = unknown_doc_message(parsed.argument)
                 turn = Turn(
                     raw=raw, tool=None, argument=parsed.argument, error=error, search_tags=parsed.search_tags
                 )
                 return self._error_observation(error), turn, []
             turn = Turn(raw=raw, tool="read", argument=parsed.argument, search_tags=parsed.search_tags)
-            text = passage.text[: MAX_OBSERVATION_CHARS - 200]
-            return f"<information>\n[{passage.doc_id}] {passage.title}\n{text}\n</information>", turn, []
+            return render_passage(passage.doc_id, passage.title, passage.text), turn, []
         turn = Turn(raw=raw, tool="answer", argument=parsed.argument, search_tags=parsed.search_tags)
-        return "Answer received. The episode is over.", turn, []
+        return ANSWER_RECEIVED, turn, []
 
     def _error_observation(self, message: str) -> str:
-        turns_left = self.max_turns - len(self._turns) - 1
-        return f"<error>{message} Turns left: {turns_left}.</error>"
+        return render_error(message, turns_left=self.max_turns - len(self._turns) - 1)
 
-    def _info(self, *, tool: str | None, error: str | None, hits: list[dict[str, Any]]) -> dict[str, Any]:
+    def _info(self, tool: str | None, error: str | None, hits: list[dict[str, Any]]) -> dict[str, Any]:
         assert self._question is not None
+        turn = len(self._turns)
         return {
             "question_id": self._question.qid,
-            "turn": len(self._turns),
-            "turns_left": self.max_turns - len(self._turns),
+            "turn": turn,
+            "turns_left": self.max_turns - turn,
             "tool": tool,
             "error": error,
             "hits": hits,
@@ -266,21 +270,3 @@ def _exact_match(record: EpisodeRecord) -> float:
     from searchenv.rewards import correctness
 
     return correctness(record, variant="em")
-
-
-def _select_questions(
-    task: Task, split: str, hops: int | Sequence[int] | None, kinds: Sequence[str] | None
-) -> tuple[Question, ...]:
-    questions = task.questions(split)
-    if hops is not None:
-        wanted_hops = {hops} if isinstance(hops, int) else set(hops)
-        questions = tuple(q for q in questions if q.hops in wanted_hops)
-    if kinds is not None:
-        wanted_kinds = set(kinds)
-        questions = tuple(q for q in questions if q.kind in wanted_kinds)
-    if not questions:
-        raise ValueError(
-            f"no questions left in split {split!r} of task {task.name!r} "
-            f"after filtering hops={hops}, kinds={kinds}"
-        )
-    return questions

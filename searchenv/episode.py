@@ -28,6 +28,7 @@ class Turn:
 
     @property
     def valid(self) -> bool:
+        """Whether the turn executed a tool (it parsed and its argument was accepted)."""
         return self.tool is not None and self.error is None
 
 
@@ -52,7 +53,9 @@ class EpisodeRecord:
 
     @property
     def retrieved_doc_ids(self) -> frozenset[str]:
+        """Every doc id any search of the episode returned."""
         return frozenset(doc_id for t in self.turns for doc_id in t.hit_doc_ids)
 
     def prefix(self, n_turns: int) -> EpisodeRecord:
+        """The episode as it stood after its first ``n_turns`` turns."""
         return EpisodeRecord(self.question, self.turns[:n_turns])

@@ -1,8 +1,9 @@
-"""The env contract: registration, checker, actions, episode ends, rewards, vector and group modes."""
+"""The env contract: registration, checker, actions, observations, episode ends, rewards, vector envs."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 
 import gymnasium as gym
@@ -10,9 +11,17 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import searchenv
 from searchenv.env import SearchQAEnv
+from searchenv.observations import (
+    PassageView,
+    is_error,
+    parse_hits,
+    parse_passage,
+    parse_question,
+    render_hits,
+)
 from searchenv.registration import VARIANTS
+from searchenv.snippets import best_snippet, query_words
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +75,22 @@ def test_search_read_answer_episode(env: SearchQAEnv) -> None:
     assert info["answers"] == list(question.answers)
     with pytest.raises(RuntimeError, match="reset"):
         env.step("<answer>again</answer>")
+
+
+def test_observations_parse_back_to_what_the_env_did(env: SearchQAEnv) -> None:
+    question = next(q for q in env.questions if q.kind == "capital")
+    prompt, _ = env.reset(options={"question_id": question.qid})
+    assert parse_question(prompt) == question.question
+    obs, _, _, _, info = env.step({"tool": "search", "query": question.question})
+    hits = parse_hits(obs)
+    assert [(h.doc_id, h.title) for h in hits] == [(h["doc_id"], h["title"]) for h in info["hits"]]
+    assert render_hits(hits) == obs and parse_passage(obs) is None
+    passage = env.task.corpus[hits[0].doc_id]
+    shown = parse_passage(env.step(f"<read>{passage.doc_id}</read>")[0])
+    assert shown == PassageView(passage.doc_id, passage.title, passage.text)
+    error = env.step("<read>no/such/doc</read>")[0]
+    assert is_error(error) and not parse_hits(error)
+    assert parse_hits(env.step("<search>zzzqqq</search>")[0]) == []
 
 
 def test_budget_truncates_and_never_both(env: SearchQAEnv) -> None:
@@ -189,16 +214,37 @@ def test_vector_envs(mode: str) -> None:
         vec.close()
 
 
-def test_group_mode_gives_each_group_one_question() -> None:
-    vec = searchenv.make_group_vec(num_groups=3, group_size=2, max_turns=1)
+def test_a_group_is_envs_reset_with_one_seed() -> None:
+    """GRPO groups: envs reset with the same seed ask the same question."""
+    vec = gym.make_vec("SearchQA-v0", num_envs=4, vectorization_mode="sync", max_turns=1)
     try:
-        _, infos = vec.reset(seed=11)
+        _, infos = vec.reset(seed=[11, 11, 12, 12])
         ids = list(infos["question_id"])
-        assert ids[0] == ids[1] and ids[2] == ids[3] and ids[4] == ids[5]
-        assert len({ids[0], ids[2], ids[4]}) == 3
-        # After an autoreset the members' second episodes share a question too.
-        vec.step(["<answer>a</answer>", "bad", "<answer>b</answer>", "bad", "bad", "<answer>c</answer>"])
-        _, _, _, _, infos = vec.step(["<answer>x</answer>"] * 6)
-        assert infos["question_id"][0] == infos["question_id"][1]
+        assert ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
     finally:
         vec.close()
+
+
+def _reference_snippet(text: str, words: frozenset[str], max_chars: int) -> str:
+    """The plain definition best_snippet must match: the earliest clause with the most query words."""
+    if len(text) <= max_chars:
+        return text
+    bounds = [0] + [m.end() for m in re.finditer(r"(?<=[.;])\s+|\n+", text)]
+    ends = [m.start() for m in re.finditer(r"(?<=[.;])\s+|\n+", text)] + [len(text)]
+    overlaps = [len(words & set(re.findall(r"\w+", text[a:b].lower()))) for a, b in zip(bounds, ends)]
+    start = bounds[overlaps.index(max(overlaps))] if max(overlaps) else 0
+    window = text[start : start + max_chars].strip()
+    return ("… " if start else "") + window + (" …" if start + max_chars < len(text) else "")
+
+
+def test_snippets_start_at_the_earliest_clause_with_most_query_words(env: SearchQAEnv) -> None:
+    rng = np.random.default_rng(0)
+    vocab = ["capital", "paris", "the", "of", "area", "km", "name", "é"]
+    texts = [p.text for p in list(env.task.corpus.passages())[:300]]
+    for _ in range(300):
+        clauses = [" ".join(rng.choice(vocab, size=rng.integers(0, 6))) for _ in range(rng.integers(1, 70))]
+        texts.append("".join(c + str(rng.choice([". ", "; ", "\n", ".\n\n"])) for c in clauses))
+    for text in texts:
+        words = query_words(" ".join(rng.choice(vocab, size=rng.integers(0, 5))))
+        for max_chars in (20, 60, 300):
+            assert best_snippet(text, words, max_chars) == _reference_snippet(text, words, max_chars)
