@@ -78,7 +78,9 @@ def evaluate_checkpoint(
     config = config_from_dict(ckpt.read_state(checkpoint)["config"])
     chosen_hops = config.hops if hops == -1 else hops
     config = dataclasses.replace(config, hops=chosen_hops, kinds=",".join(kinds) if kinds else config.kinds)
-    questions = select_questions(config.task, split, hops=config.hops, kinds=config.kind_list)
+    questions = select_questions(
+        config.task, split, hops=config.hops, kinds=config.kind_list, task_kwargs=config.task_kwargs
+    )
     ids = sample_question_ids(questions, episodes, seed)
     policy = load_policy(checkpoint, greedy=greedy, seed=seed, device=device)
     with torch_module().no_grad():

@@ -80,7 +80,13 @@ def build_learner(cfg: TrainConfig, algorithm: type[Algorithm], resume_from: Pat
     base_source = str(resolve_checkpoint(Path(cfg.init))) if cfg.init else cfg.model
     device = resolve_device(cfg.device)
     model, tokenizer = load_base_model(
-        base_source, task=cfg.task, seed=cfg.seed, dtype=cfg.dtype, cache_dir=cfg.cache_dir, device=cfg.device
+        base_source,
+        task=cfg.task,
+        seed=cfg.seed,
+        dtype=cfg.dtype,
+        cache_dir=cfg.cache_dir,
+        device=cfg.device,
+        task_kwargs=cfg.task_kwargs,
     )
     needs_reference = algorithm.uses_reference(cfg) and not cfg.lora
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None

@@ -3,6 +3,8 @@
 - ``RandomPolicy``: random tools with random arguments; the floor.
 - ``BM25HeuristicPolicy``: search the question, read the top hit, answer with the value of
   the best-matching ``field: value`` clause; search once more with other words when unsure.
+  A question that quotes a passage (a blank to fill, or ten or more quoted words) is answered
+  from prose instead, by ``agents.extract``: any corpus, not only the factbook's.
 - ``OraclePolicy``: knows the gold evidence (upper bound and SFT demonstrator).
 - Probes that a reward must not pay more than an honest agent: ``SpamSearchPolicy`` (several
   searches per turn, then a blind answer), ``RepeatQueryPolicy`` (the same query five times,
@@ -11,156 +13,30 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from agents.extract import QuestionForm, answer_from, overlap, question_form, search_query
+from agents.heuristics import (
+    CLAUSE_RE,
+    CONDITION_VALUE_RE,
+    WORD_RE,
+    clean_value,
+    content_words,
+    extract_answer,
+    first_number,
+    question_of,
+    split_bridge,
+    split_comparison,
+    subject_of,
+)
 from agents.policy import Action, slot
-from searchenv.observations import HitLine, parse_hits, parse_passage, parse_question
+from searchenv.observations import HitLine, parse_hits, parse_passage
+from searchenv.question_ids import opaque_question_id
 from tasks.records import Question, Task
-
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
-_CLAUSE_RE = re.compile(r"(?<=[;.])\s+|\n+|\s+\|\s+")
-_PAREN_RE = re.compile(r"\([^)]*\)|\[[^\]]*\]")
-_TRAILING_NUMBER_RE = re.compile(r"\s+-?[\d,.]+\s*(m|km|ft)?\s*$")
-QUESTION_WORDS = frozenset(
-    (
-        "what which who whom whose where when how is are was were the a an of in on to for by and or "
-        "does do did country countries used its it this that with has have"
-    ).split()
-)
-
-
-def question_of(observation: str) -> str:
-    """The question of a reset prompt; for any other observation, its last line."""
-    question = parse_question(observation)
-    return question.strip() if question is not None else observation.strip().splitlines()[-1]
-
-
-def content_words(text: str) -> list[str]:
-    """Lowercase words minus question words, in order, without repeats.
-
-    >>> content_words("What is the capital of France?")
-    ['capital', 'france']
-    """
-    seen: dict[str, None] = {}
-    for word in _WORD_RE.findall(text.lower()):
-        if word not in QUESTION_WORDS:
-            seen.setdefault(word, None)
-    return list(seen)
-
-
-def clean_value(value: str) -> str:
-    """Strip the debris field values carry: parentheticals, units, exchange-rate tails.
-
-    >>> clean_value("euros (EUR) per US dollar -")
-    'euros'
-    >>> clean_value("Mont Blanc 4,810 m")
-    'Mont Blanc'
-    >>> clean_value("47,735,685 (2025 est.)")
-    '47,735,685'
-    """
-    value = _PAREN_RE.sub(" ", value)
-    value = re.split(r"\s+per\s+US dollar|\s+-\s*$|;", value)[0]
-    without_number = _TRAILING_NUMBER_RE.sub("", value.strip())
-    if re.search(r"[^\W\d_]", without_number):
-        value = without_number
-    return re.sub(r"\s+", " ", value).strip(" ,.-:)(")
-
-
-def subject_of(title: str) -> str:
-    """The entity a passage is about: its title before the section name.
-
-    >>> subject_of("France — Government")
-    'France'
-    """
-    return title.split(" — ")[0].strip()
-
-
-def first_number(text: str) -> float | None:
-    """The first number in a text, thousands separators allowed.
-
-    >>> first_number("Mont Blanc 4,810 m")
-    4810.0
-    """
-    match = re.search(r"-?\d[\d,]*(?:\.\d+)?", text)
-    return float(match.group(0).replace(",", "")) if match else None
-
-
-def extract_answer(
-    question: str, texts: Sequence[tuple[str, str]], *, raw: bool = False
-) -> tuple[str, float]:
-    """The value of the clause whose label best matches the question, with a match score.
-
-    ``texts`` are (title, text) pairs. A clause is ``label: value``; the label is what precedes
-    its last colon. Passages whose title names an entity of the question are preferred; the
-    score counts question words in the label (twice) and in the whole clause. With ``raw`` the
-    value comes back uncleaned (for numbers).
-
-    >>> texts = [("France — Government", "Capital: name: Paris; x: y")]
-    >>> extract_answer("What is the capital of France?", texts)
-    ('Paris', 3.0)
-    """
-    question_words = set(content_words(question))
-    title_scores = [len(question_words & set(content_words(subject_of(title)))) for title, _ in texts]
-    best_title = max(title_scores, default=0)
-    wants_one_item = re.search(r"\b(an?)\s+(official language|national symbol)", question.lower()) is not None
-    best, best_score = "", 0.0
-    for (_, text), title_score in zip(texts, title_scores):
-        if title_score < best_title:
-            continue
-        for clause in _CLAUSE_RE.split(text):
-            label, colon, value = clause.rpartition(":")
-            if not colon or not value.strip():
-                continue
-            label_words = set(_WORD_RE.findall(label.lower()))
-            clause_words = set(_WORD_RE.findall(clause.lower()))
-            score = 2.0 * len(question_words & label_words) + len(question_words & clause_words)
-            answer = value.strip() if raw else clean_value(value)
-            if wants_one_item and not raw:
-                answer = answer.split(",")[0].strip()
-            if score > best_score and answer:
-                best, best_score = answer, score
-    return best, best_score
-
-
-_BRIDGE_RE = re.compile(
-    r"the country (whose .+?|that gained independence on .+?)( gain independence\?| have\?|\?)$"
-)
-_CONDITION_VALUE_RE = re.compile(r"(?: is | on )(.+)$")
-_COMPARE_RE = re.compile(r"^Which has the larger (.+?), (.+?) or (.+?)\?$")
-_COMPARE_ELEVATION_RE = re.compile(r"^Whose highest point is higher, (.+?) or (.+?)\?$")
-
-
-def split_bridge(question: str) -> tuple[str, str] | None:
-    """(condition, outer question with ``{}`` for the entity) for a bridge question.
-
-    >>> split_bridge('What is the capital of the country whose national anthem is "Kassaman"?')
-    ('whose national anthem is "Kassaman"', 'What is the capital of {}?')
-    """
-    match = _BRIDGE_RE.search(question)
-    if match is None:
-        return None
-    outer = question[: match.start()] + "{}" + match.group(2)
-    return match.group(1), outer
-
-
-def split_comparison(question: str) -> tuple[str, tuple[str, str]] | None:
-    """(attribute, (option a, option b)) for a comparison question.
-
-    >>> split_comparison("Which has the larger total area, Cabo Verde or Djibouti?")
-    ('total area', ('Cabo Verde', 'Djibouti'))
-    """
-    match = _COMPARE_RE.match(question)
-    if match:
-        return match.group(1), (match.group(2), match.group(3))
-    match = _COMPARE_ELEVATION_RE.match(question)
-    if match:
-        return "highest point elevation", (match.group(1), match.group(2))
-    return None
 
 
 @dataclass
@@ -242,7 +118,7 @@ class RandomPolicy(_ScriptedPolicy):
         if tool == "read" and episode.last_hits:
             hit = episode.last_hits[int(self._rng.integers(len(episode.last_hits)))]
             return self.read(episode, hit.doc_id)
-        seen = [w for _, text in episode.texts for w in _WORD_RE.findall(text)] or words
+        seen = [w for _, text in episode.texts for w in WORD_RE.findall(text)] or words
         return f"<answer>{seen[int(self._rng.integers(len(seen)))]}</answer>"
 
 
@@ -252,7 +128,9 @@ class BM25HeuristicPolicy(_ScriptedPolicy):
     A bridge question ("... of the country whose X is Y?") is solved in two hops: search the
     condition, take the entity of the passage that holds its value, then ask the outer
     question about that entity. A comparison looks up each option and compares the numbers.
-    When the extracted value matches the question poorly it searches once more.
+    When the extracted value matches the question poorly it searches once more. A question
+    quoting a passage (``agents.extract.question_form``; no factbook question does) is searched
+    by its quoted words and answered from the passage that holds them.
     """
 
     name = "bm25"
@@ -274,11 +152,15 @@ class BM25HeuristicPolicy(_ScriptedPolicy):
     def plan(self, episode: _Episode) -> Generator[str, None, None]:
         """The actions for one episode; each ``yield`` resumes after the env has answered."""
         question = episode.question
+        form = question_form(question)
+        if form is not None:
+            yield from self.passage_lookup(episode, form)
+            return
         bridge = split_bridge(question)
         if bridge is not None:
             condition, outer = bridge
             yield self.search(episode, " ".join(content_words(condition)))
-            value = _CONDITION_VALUE_RE.search(condition)
+            value = CONDITION_VALUE_RE.search(condition)
             entity = self.entity_holding(episode, value.group(1) if value else condition)
             if entity is None:
                 return
@@ -305,6 +187,17 @@ class BM25HeuristicPolicy(_ScriptedPolicy):
             episode.guess = answer or episode.guess
             if score >= self.confident_score:
                 return
+
+    def passage_lookup(self, episode: _Episode, form: QuestionForm) -> Generator[str, None, None]:
+        """Search the quoted words, read the hit sharing most of them, answer from that passage."""
+        yield self.search(episode, search_query(form))
+        unread = [hit for hit in episode.last_hits if hit.doc_id not in episode.reads]
+        if unread:  # max keeps the best-ranked hit on ties
+            best = max(unread, key=lambda hit: overlap(form.passage, f"{hit.title} {hit.snippet}"))
+            yield self.read(episode, best.doc_id)
+        episode.guess = answer_from(form, episode.question, episode.texts)
+        if episode.guess:
+            yield f"<answer>{episode.guess}</answer>"
 
     def compare(
         self, episode: _Episode, attribute: str, options: tuple[str, str]
@@ -357,7 +250,10 @@ class OraclePolicy(_ScriptedPolicy):
 
     def __init__(self, task: Task, seed: int = 0) -> None:
         super().__init__(seed)
-        self._questions: dict[str, Question] = {q.qid: q for qs in task.splits.values() for q in qs}
+        # Keyed by the opaque id too: that is the one the env's info shows during an episode.
+        self._questions: dict[str, Question] = {
+            key: q for qs in task.splits.values() for q in qs for key in (q.qid, opaque_question_id(q.qid))
+        }
         self._titles = {
             doc_id: task.corpus[doc_id].title
             for q in self._questions.values()
@@ -432,7 +328,7 @@ class CandidateListPolicy(BM25HeuristicPolicy):
             return self.search(episode, " ".join(content_words(episode.question)) or episode.question)
         candidates: dict[str, None] = {}
         for _, text in episode.texts:
-            for clause in _CLAUSE_RE.split(text):
+            for clause in CLAUSE_RE.split(text):
                 _, colon, value = clause.rpartition(":")
                 cleaned = clean_value(value) if colon else ""
                 if cleaned:

@@ -105,7 +105,9 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.eval_every:
         from searchenv.questions import sample_question_ids, select_questions
 
-        eval_questions = select_questions(cfg.task, cfg.eval_split, hops=cfg.hops, kinds=cfg.kind_list)
+        eval_questions = select_questions(
+            cfg.task, cfg.eval_split, hops=cfg.hops, kinds=cfg.kind_list, task_kwargs=cfg.task_kwargs
+        )
         run.eval_question_ids = sample_question_ids(eval_questions, cfg.eval_episodes, cfg.seed)
 
     writer = _tensorboard_writer(out) if cfg.tensorboard else None

@@ -9,6 +9,7 @@ states a resumed run needs.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,20 +24,27 @@ if TYPE_CHECKING:
 CHECKPOINT_FORMAT = "searchqa-checkpoint-1"
 
 
-def _tokenizer_texts(task: str) -> list[str] | None:
+def _tokenizer_texts(task: str, task_kwargs: Mapping[str, Any] | None = None) -> list[str] | None:
     """Text a from-scratch ('tiny') tokenizer learns: None means the factbook default."""
-    if task == "factbook":
+    if task == "factbook" and not task_kwargs:
         return None
     from agents.lm.models import env_vocabulary_texts
     from searchenv.resources import shared_task
 
-    loaded = shared_task(task)
+    loaded = shared_task(task, **dict(task_kwargs or {}))
     passages = [(p.doc_id, p.title, p.text) for p in loaded.corpus.passages()]
     return list(env_vocabulary_texts(passages, [q.question for q in loaded.questions("train")]))
 
 
 def load_base_model(
-    source: str, *, task: str, seed: int, dtype: str, cache_dir: str | None, device: str = "auto"
+    source: str,
+    *,
+    task: str,
+    seed: int,
+    dtype: str,
+    cache_dir: str | None,
+    device: str = "auto",
+    task_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """(model, tokenizer) on ``device`` from a source ('tiny', 'smollm2-135m', a folder) or a checkpoint."""
     path = Path(source)
@@ -45,7 +53,7 @@ def load_base_model(
     from agents.lm.models import load_model
 
     target = resolve_device(device)
-    corpus_texts = _tokenizer_texts(task) if source == "tiny" else None
+    corpus_texts = _tokenizer_texts(task, task_kwargs) if source == "tiny" else None
     model, tokenizer = load_model(
         source, dtype=resolve_dtype(dtype, target), cache_dir=cache_dir, corpus_texts=corpus_texts, seed=seed
     )
@@ -159,6 +167,7 @@ def load_checkpoint_model(
         dtype=dtype or config.dtype,
         cache_dir=config.cache_dir,
         device=device,
+        task_kwargs=config.task_kwargs,
     )
     tokenizer = AutoTokenizer.from_pretrained(str(path / "adapter"))
     merged = PeftModel.from_pretrained(base, str(path / "adapter")).merge_and_unload()

@@ -20,21 +20,22 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from benchmarks.evaluation_stats import correct_matrix as correct_matrix
+from benchmarks.evaluation_stats import interval as interval
+from benchmarks.evaluation_stats import paired_difference as paired_difference
+from benchmarks.evaluation_stats import pass_at_k_intervals as pass_at_k_intervals
+from benchmarks.evaluation_stats import per_question as per_question
 from searchenv.metrics import (
     answer_scores,
-    bootstrap_ci,
     episode_stats,
-    paired_bootstrap_diff,
-    pass_at_k_per_question,
 )
 from tasks.storage import atomic_write_text
 
@@ -76,6 +77,9 @@ class RunConfig:
     sample_order: str = "sweep"
     # Seed of the max_questions subset; the learning benchmark's probe draws its own.
     question_seed: int = 0
+    # Play on this many Ray actors (agents.distributed); 0: in this process. Deterministic agents
+    # play the same episodes either way; sampling ones draw per-chunk seeds, so it keys the files.
+    ray_actors: int = 0
 
     def __post_init__(self) -> None:
         if self.sample_order not in SAMPLE_ORDERS:
@@ -92,9 +96,19 @@ class Evaluation:
     folder: Path
 
     @property
+    def task_kwargs(self) -> dict[str, Any]:
+        """The task's loader arguments (a jsonl dataset's files), from the env arguments."""
+        return dict(self.config.env_kwargs.get("task_kwargs") or {})
+
+    @property
+    def task_label(self) -> str:
+        """The task as tables and file names show it: a jsonl dataset by its name."""
+        return str(self.task_kwargs.get("name", self.task))
+
+    @property
     def path(self) -> Path:
-        """The evaluation's file: ``<folder>/<label>__<task>.json``."""
-        return self.folder / f"{self.agent.label}__{_LABEL_PATTERN.sub('_', self.task)}.json"
+        """The evaluation's file: ``<folder>/<label>__<task label>.json``."""
+        return self.folder / f"{self.agent.label}__{_LABEL_PATTERN.sub('_', self.task_label)}.json"
 
     @property
     def key(self) -> str:
@@ -102,6 +116,15 @@ class Evaluation:
         settings = asdict(self.config)
         if self.agent.kind == "scripted":
             del settings["greedy"], settings["temperature"], settings["device"]
+        if not settings["ray_actors"]:
+            del settings["ray_actors"]  # in-process runs keep the keys they had before Ray
+        if self.task_kwargs:
+            from tasks.dataset import content_fingerprint
+
+            # The files' content, not their paths: edited data is replayed, moved data is not.
+            env = dict(settings["env_kwargs"])
+            env["task_kwargs"] = content_fingerprint(self.task_kwargs)
+            settings["env_kwargs"] = env
         payload = {"schema": ROW_SCHEMA, "agent": asdict(self.agent), "task": self.task, "config": settings}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -142,13 +165,23 @@ def resolve_agent(argument: str) -> AgentSpec:
 
 
 def load_agent(
-    spec: AgentSpec, task: str, seed: int, greedy: bool = True, temperature: float = 1.0, device: str = "auto"
+    spec: AgentSpec,
+    task: str,
+    seed: int,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    device: str = "auto",
+    task_kwargs: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Build the policy. Checkpoints import the trainers lazily so scripted runs need no torch."""
+    """Build the policy. Checkpoints import the trainers lazily so scripted runs need no torch.
+
+    ``task_kwargs`` (a jsonl dataset's files) reach the policies that know the task (the oracle).
+    """
     if spec.kind == "scripted":
         from agents.scripted import make_policy
+        from searchenv.resources import shared_task
 
-        return make_policy(spec.source, task=task, seed=seed)
+        return make_policy(spec.source, task=shared_task(task, **dict(task_kwargs or {})), seed=seed)
     try:
         from agents.weights import load_policy
     except ImportError as error:
@@ -191,8 +224,20 @@ def play_episodes(
     seed: int,
     num_envs: int,
     progress: bool,
+    ray_actors: int = 0,
 ) -> list[Any]:
-    """One pass over ``question_ids`` (the seam tests patch to count or interrupt runs)."""
+    """One pass over ``question_ids`` (the seam tests patch to count or interrupt runs).
+
+    With ``ray_actors > 0``, ``policy`` is a factory ``seed -> policy`` that each Ray actor calls
+    per chunk of questions (``agents.distributed.run_episodes_on_ray``).
+    """
+    if ray_actors:
+        from agents.distributed import run_episodes_on_ray
+
+        return run_episodes_on_ray(
+            policy, dict(env_kwargs), question_ids=list(question_ids), seed=seed, num_envs=num_envs,
+            progress=progress, num_actors=ray_actors,
+        )  # fmt: skip
     from agents.rollout import run_episodes
 
     return run_episodes(
@@ -229,10 +274,18 @@ def play(evaluation: Evaluation, progress: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     wall_time = 0.0  # rollouts only: loading a checkpoint is not the agent's speed
     for seed in config.seeds:
-        policy = load_agent(agent, task, seed, config.greedy, config.temperature, config.device)
+        if config.ray_actors:  # built in the actors, so their start and loads count as wall time
+            policy: Any = partial(
+                load_agent, agent, task, greedy=config.greedy, temperature=config.temperature,
+                device=config.device, task_kwargs=evaluation.task_kwargs,
+            )  # fmt: skip
+        else:
+            policy = load_agent(
+                agent, task, seed, config.greedy, config.temperature, config.device, evaluation.task_kwargs
+            )
         started = time.perf_counter()
         ids = [qid for qid, _ in planned]
-        results = play_episodes(policy, env_kwargs, ids, seed, config.num_envs, progress)
+        results = play_episodes(policy, env_kwargs, ids, seed, config.num_envs, progress, config.ray_actors)
         wall_time += time.perf_counter() - started
         if len(results) != len(planned):
             raise RuntimeError(f"{agent.label}: expected {len(planned)} episodes, got {len(results)}")
@@ -244,7 +297,7 @@ def play(evaluation: Evaluation, progress: bool) -> dict[str, Any]:
             rows.append(episode_row(result, seed, sample))
     return {
         "agent": agent.label,
-        "task": task,
+        "task": evaluation.task_label,
         "source": agent.source,
         "kind": agent.kind,
         "question_ids": question_ids,
@@ -318,64 +371,5 @@ def run_evaluations(
 
 
 def _log(evaluation: Evaluation, status: str) -> None:
-    agent, task = evaluation.agent.label, evaluation.task
+    agent, task = evaluation.agent.label, evaluation.task_label
     print(f"[evaluation] {agent} on {task}: {status} ({evaluation.path})", file=sys.stderr)
-
-
-# ---------------------------------------------------------------------------------------------- statistics
-
-
-def per_question(
-    rows: Sequence[Row], value: str | Callable[[Row], float], question_ids: Sequence[str] | None = None
-) -> dict[str, float]:
-    """Mean of ``value`` (a row field or a function of a row) over each question's samples.
-
-    Keyed in ``question_ids`` order, or by sorted id. The order is the one the bootstrap draws
-    over: the leaderboard keeps split order, the experiments sorted ids.
-    """
-    pick = (lambda row: row[value]) if isinstance(value, str) else value
-    groups: dict[str, list[float]] = {}
-    for row in rows:
-        groups.setdefault(row["qid"], []).append(float(pick(row)))
-    order = list(question_ids) if question_ids is not None else sorted(groups)
-    return {qid: float(np.mean(groups[qid])) for qid in order}
-
-
-def interval(values: Sequence[float], *, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean and 95% percentile bootstrap interval, as a dict (``searchenv.metrics.bootstrap_ci``)."""
-    return bootstrap_ci(list(values), n_resamples=n_resamples, seed=seed).to_dict()
-
-
-def correct_matrix(rows: Sequence[Row], question_ids: Sequence[str] | None = None) -> np.ndarray:
-    """[questions x samples] booleans; questions in ``question_ids`` order or by sorted id."""
-    groups: dict[str, list[bool]] = {}
-    for row in sorted(rows, key=lambda r: (r.get("seed", 0), r["sample"])):
-        groups.setdefault(row["qid"], []).append(bool(row["correct"]))
-    order = list(question_ids) if question_ids is not None else sorted(groups)
-    return np.array([groups[qid] for qid in order], dtype=bool)
-
-
-def pass_at_k_intervals(matrix: np.ndarray, ks: Sequence[int], n_resamples: int = 2000) -> dict[int, dict]:
-    """pass@k with its interval over questions for each ``k`` (unbiased estimator per question)."""
-    return {k: interval(pass_at_k_per_question(matrix, k).tolist(), n_resamples=n_resamples) for k in ks}
-
-
-def paired_difference(
-    rows_a: Sequence[Row],
-    rows_b: Sequence[Row],
-    value: str | Callable[[Row], float],
-    *,
-    n_resamples: int = 2000,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Paired bootstrap of mean(value | a) - mean(value | b) over the questions both cover.
-
-    Raises:
-        ValueError: the two sets of rows share no question.
-    """
-    per_a, per_b = per_question(rows_a, value), per_question(rows_b, value)
-    shared = sorted(set(per_a) & set(per_b))
-    if not shared:
-        raise ValueError("the two agents share no questions")
-    a, b = [per_a[q] for q in shared], [per_b[q] for q in shared]
-    return paired_bootstrap_diff(a, b, n_resamples=n_resamples, seed=seed).to_dict()

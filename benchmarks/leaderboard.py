@@ -16,7 +16,6 @@ reads it instead of playing again. At the end: ``results.json``, ``leaderboard.m
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +35,7 @@ from benchmarks.evaluation import (
     resolve_agent,
     run_evaluations,
 )
+from benchmarks.leaderboard_cli import build_parser, env_default, task_configs
 from benchmarks.tables import cell, table
 from searchenv.metrics import (
     EpisodeStats,
@@ -110,9 +110,16 @@ def summarize_rows(
 
 
 def render_markdown(
-    pairs: Sequence[Pair], comparisons: Sequence[Mapping[str, Any]], config: RunConfig
+    pairs: Sequence[Pair],
+    comparisons: Sequence[Mapping[str, Any]],
+    config: RunConfig,
+    datasets: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """The leaderboard as Markdown: per task a main table, the pass@k curve and reward components."""
+    """The leaderboard as Markdown: per task a main table, the pass@k curve and reward components.
+
+    ``datasets`` (label -> a jsonl task's arguments) adds the files each jsonl table was played on.
+    """
+    preset = config.env_kwargs.get("reward_preset") or env_default("reward_preset")
     lines = [
         "# SearchQA leaderboard",
         "",
@@ -128,7 +135,10 @@ def render_markdown(
     for task in dict.fromkeys(p["task"] for p in pairs):
         task_pairs = [p for p in pairs if p["task"] == task]
         lines += ["", f"## {task}", ""]
-        header = ["agent", "EM", "F1", "cover-EM", "reward", "pass@K", "searches/ep", "reads/ep", "retry"]
+        if datasets and task in datasets:
+            lines += [_dataset_line(datasets[task]), ""]
+        header = ["agent", "EM", "F1", "cover-EM", f"reward ({preset})", "pass@K", "searches/ep", "reads/ep"]
+        header += ["retry"]
         header += ["format err", "unique q", "sim", "distinct q", "tokens/ep", "wall s", "n"]
         lines += table(header, [_main_row(p) for p in task_pairs])
 
@@ -164,6 +174,13 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _dataset_line(task_kwargs: Mapping[str, Any]) -> str:
+    splits = ", ".join(f"{split} `{path}`" for split, path in task_kwargs.get("splits", {}).items())
+    evidence = task_kwargs.get("evidence_field") or "the recognized layouts"
+    corpus = task_kwargs.get("corpus_path")
+    return f"jsonl dataset: corpus `{corpus}`; questions {splits}; evidence from {evidence}."
+
+
 def _main_row(pair: Pair) -> list[str]:
     s = pair["summary"]
     last_k = list(s["pass_at_k"])[-1]
@@ -192,51 +209,6 @@ def _excludes_zero(figure: Mapping[str, Any]) -> bool:
     return figure["low"] > 0 or figure["high"] < 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m benchmarks.leaderboard``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.leaderboard", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--agents", nargs="+", required=True, help="scripted names, checkpoint paths or LABEL=PATH"
-    )
-    parser.add_argument("--tasks", nargs="+", default=["factbook"])
-    parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument(
-        "--samples-per-question", type=int, default=1, help="n per seed; pass@k uses seeds x n"
-    )
-    parser.add_argument("--max-questions", type=int, default=None, help="a fixed random subset of M")
-    parser.add_argument("--num-envs", type=int, default=8)
-    parser.add_argument("--max-turns", type=int, default=None)
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--snippet-chars", type=int, default=None)
-    parser.add_argument("--hops", type=int, default=None, help="keep only questions with this hop count")
-    parser.add_argument("--reward-preset", default=None)
-    parser.add_argument("--backend", default=None)
-    parser.add_argument(
-        "--decoding",
-        choices=["auto", "greedy", "sample"],
-        default="auto",
-        help="checkpoints: auto = greedy for one sample per question in all, else sampling",
-    )
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of checkpoints")
-    parser.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default="auto",
-        help="where checkpoints run: auto = CUDA when there is a GPU, else the CPU; cuda without one is an error",
-    )
-    parser.add_argument("--bootstrap-resamples", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/leaderboard"))
-    parser.add_argument(
-        "--compare", nargs=2, metavar=("A", "B"), default=None, help="paired A - B on EM, reward"
-    )
-    parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate (or read back) every agent x task pair, then write the results, table and plots."""
     parser = build_parser()
@@ -245,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--samples-per-question and --max-questions must be >= 1")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error("--seeds must be distinct")
+    if args.ray_actors < 0:
+        parser.error("--ray-actors must be >= 0")
     try:
         agents = [resolve_agent(a) for a in args.agents]
     except FileNotFoundError as error:
@@ -265,26 +239,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         or (args.decoding == "auto" and len(args.seeds) * args.samples_per_question == 1),
         temperature=args.temperature,
         device=args.device,
+        ray_actors=args.ray_actors,
     )
     out: Path = args.out
+    configs = task_configs(parser, args, config)
     out.mkdir(parents=True, exist_ok=True)
 
-    evaluations = [Evaluation(agent, task, config, out) for task in args.tasks for agent in agents]
+    evaluations = [Evaluation(agent, task, configs[task], out) for task in args.tasks for agent in agents]
     records = run_evaluations(evaluations, progress=not args.no_progress)
     pairs = [
         {
             "agent": e.agent.label,
-            "task": e.task,
+            "task": e.task_label,
             "file": e.path.name,
             "summary": summarize_rows(record, config.seeds, n_resamples=args.bootstrap_resamples),
         }
         for e, record in zip(evaluations, records, strict=True)
     ]
-    rows = {(e.agent.label, e.task): record["rows"] for e, record in zip(evaluations, records, strict=True)}
+    rows = {
+        (e.agent.label, e.task_label): record["rows"] for e, record in zip(evaluations, records, strict=True)
+    }
     comparisons = []
     if args.compare:
         first, second = args.compare
-        for task in args.tasks:
+        for task in dict.fromkeys(e.task_label for e in evaluations):
             diff = compare_pairs(
                 rows[(first, task)], rows[(second, task)], n_resamples=args.bootstrap_resamples
             )
@@ -299,9 +277,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(plot_reward_components(pairs, out / "rewards.png")),
         ]
 
-    results = {"config": asdict(config), "pairs": pairs, "comparisons": comparisons, "plots": plot_paths}
+    datasets = {e.task_label: e.task_kwargs for e in evaluations if e.task_kwargs}
+    results = {
+        "config": asdict(config),
+        "datasets": datasets,
+        "pairs": pairs,
+        "comparisons": comparisons,
+        "plots": plot_paths,
+    }
     atomic_write_json(out / "results.json", results, indent=1, sort_keys=False)
-    markdown = render_markdown(pairs, comparisons, config)
+    markdown = render_markdown(pairs, comparisons, config, datasets)
     atomic_write_text(out / "leaderboard.md", markdown)
     print(markdown)
     print(f"results: {out / 'results.json'}\ntable:   {out / 'leaderboard.md'}")

@@ -1,6 +1,6 @@
 """``searchenv``: play an episode in a terminal, build and inspect indexes, or serve one.
 
-searchenv play [--split test] [--question-id ID] [--seed N]
+searchenv play [--split test] [--question-id ID] [--seed N] [--task jsonl --dataset SPEC.json]
 searchenv index build --task factbook --backend bm25s
 searchenv index info --task factbook --backend bm25s
 searchenv serve --task factbook --backend bm25s --port 8000
@@ -40,9 +40,21 @@ def play(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = s
     import gymnasium as gym
 
     import searchenv  # noqa: F401
+    from tasks.dataset import dataset_from_args, task_arguments
 
+    try:
+        task, task_kwargs = task_arguments(args.task, dataset_from_args(args))
+    except ValueError as error:
+        print(f"searchenv play: {error}", file=stdout)
+        return 2
     env = gym.make(
-        args.env_id, split=args.split, backend=args.backend, max_turns=args.max_turns, render_mode="ansi"
+        args.env_id,
+        task=task,
+        task_kwargs=task_kwargs or None,
+        split=args.split,
+        backend=args.backend,
+        max_turns=args.max_turns,
+        render_mode="ansi",
     )
     options = {"question_id": args.question_id} if args.question_id else None
     observation, info = env.reset(seed=args.seed, options=options)
@@ -75,13 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="searchenv", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    play_parser = commands.add_parser("play", help="play one episode in the terminal")
-    play_parser.add_argument("--env-id", default="SearchQA-v0")
-    play_parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    play_parser.add_argument("--backend", default="bm25s")
-    play_parser.add_argument("--max-turns", type=int, default=8)
-    play_parser.add_argument("--question-id", default=None)
-    play_parser.add_argument("--seed", type=int, default=None)
+    play_parser = commands.add_parser(
+        "play",
+        help="play one episode in the terminal",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    play_parser.add_argument("--env-id", default="SearchQA-v0", help="registered env id")
+    play_parser.add_argument(
+        "--task", default="factbook", help="factbook, synthetic, or jsonl with a dataset"
+    )
+    play_parser.add_argument(
+        "--split", default="test", choices=["train", "dev", "test"], help="question split"
+    )
+    play_parser.add_argument("--backend", default="bm25s", help="retrieval backend or server URL")
+    play_parser.add_argument("--max-turns", type=int, default=8, help="turn budget")
+    play_parser.add_argument("--question-id", default=None, help="ask this question (default: a random one)")
+    play_parser.add_argument("--seed", type=int, default=None, help="reset seed (picks the question)")
+    from tasks.dataset import add_dataset_options
+
+    add_dataset_options(play_parser)
     play_parser.set_defaults(handler=play)
 
     from searchenv.index_cli import add_index_commands

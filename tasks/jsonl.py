@@ -1,60 +1,130 @@
 r"""Any FlashRAG / Search-R1 style dataset from local JSONL files, and the writer for that format.
 
-Questions: one JSON object per line, ``{"id", "question", "golden_answers"}`` (``golden_answers`` a
-list or a string; ids may be ints), optionally ``supporting_doc_ids`` and a ``metadata`` dict with
-``kind`` (or HotpotQA's ``type``) and ``hops``. Corpus: ``{"id", "contents"}`` where ``contents`` is
-``"title"\ntext`` (FlashRAG; the first line is the title, possibly quoted), or ``{"id", "title",
-"text"}``. Files may be gzipped (``.gz``). A malformed line raises :class:`JsonlFormatError` naming
-``file:line``; nothing is skipped silently (only blank lines are ignored).
+Corpus lines: ``{"id", "contents"}`` where ``contents`` is ``"title"\ntext`` (FlashRAG: the first
+line is the title, quotes stripped), or ``{"id", "title", "text"}``. Question lines: ``{"id",
+"question", "golden_answers"}`` (``golden_answers`` a list or a single value; ``answers`` and
+``answer`` are accepted too), optionally ``metadata`` with ``kind`` (or HotpotQA's ``type``) and
+``hops``, and supporting evidence where :mod:`tasks.evidence` finds it (``evidence_field``
+chooses the field). Files may be gzipped (``.gz``).
+
+Every problem is a :class:`JsonlFormatError` (a ``ValueError``) naming ``file:line`` and the fix;
+nothing is skipped silently (blank lines aside). Beyond :mod:`tasks.jsonl_lines` (encoding,
+JSON, surrogates):
+
+- doc ids must be readable back through ``<read>doc id</read>``: no leading, trailing or double
+  spaces, no tabs, line breaks or other whitespace but single spaces, no control characters, no
+  tag-like text (``</read>``), at most 500 characters (:func:`doc_id_problem`);
+- gold answers must be gradable and typeable (:func:`answer_problem`): not empty once normalized
+  (``"A"``, ``"the"``, ``"?!"`` are), no control characters or tag-like text, at most 500 characters;
+- ids are unique (doc ids in the corpus, question ids in a split); an answer list is non-empty;
+  a question is a non-blank string; a passage has some text.
+
+Documented normalizations: an integer id ``7`` is the id ``"7"``; a title's whitespace runs
+(line breaks, tabs) become single spaces, since a search hit shows it on one line; a gold answer
+written as a JSON number keeps its source text and, when shorter, its plain decimal form too
+(``1.0`` accepts "1.0" and "1"; ``2.50`` accepts "2.50" and "2.5"; an integer ``1`` is "1");
+repeated answers are dropped; when two splits use the same question id (datasets that number each
+split from 0) every question id becomes ``"{split}/{id}"``.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
-from collections.abc import Iterator, Mapping
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from tasks.evidence import EvidenceReader, NoEvidenceWarning
+from tasks.jsonl_lines import JsonlFormatError, JsonNumber, PathLike, is_text, plain_number, read_jsonl
 from tasks.records import SPLITS, Corpus, Passage, Question, Task
 from tasks.storage import atomic_write_lines
+from tasks.text import normalize_answer
 
-PathLike = str | os.PathLike[str]
+T = TypeVar("T")
 SPLIT_ALIASES = {"validation": "dev", "val": "dev", "valid": "dev", "development": "dev"}
+# The longest argument an action may carry (searchenv.actions.MAX_ARGUMENT_CHARS).
+MAX_DOC_ID_CHARS = 500
+# What the action parser strips from an argument as a stray tag (searchenv.actions._ANY_TAG_RE).
+_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]*>")
 
 
-class JsonlFormatError(ValueError):
-    """A line of a JSONL file that does not hold the expected record."""
+def doc_id_problem(doc_id: str) -> str | None:
+    r"""Why an agent could never read this doc id back through ``<read>...</read>``, or None.
+
+    The action parser collapses whitespace, drops control characters and tag-like text, and
+    caps an argument at 500 characters, so an id with any of those could never be asked for.
+
+    >>> doc_id_problem("fr/government/003") is None
+    True
+    >>> doc_id_problem("a  b")
+    'it holds a run of 2 spaces'
+    >>> doc_id_problem("x</read>")
+    "it holds tag-like text '</read>', which the action parser removes"
+    """
+    if not doc_id:
+        return "it is empty"
+    if len(doc_id) > MAX_DOC_ID_CHARS:
+        return f"it is {len(doc_id)} characters long; an action argument holds at most {MAX_DOC_ID_CHARS}"
+    if doc_id != doc_id.strip():
+        return "it starts or ends with whitespace"
+    for char in doc_id:
+        if char != " " and char.isspace():
+            return f"it holds the whitespace character U+{ord(char):04X} (only single spaces are kept)"
+        if unicodedata.category(char) == "Cc":
+            return f"it holds the control character U+{ord(char):04X}"
+    spaces = re.search(r" {2,}", doc_id)
+    if spaces:
+        return f"it holds a run of {len(spaces.group(0))} spaces"
+    tag = _TAG_RE.search(doc_id)
+    if tag:
+        return f"it holds tag-like text {tag.group(0)!r}, which the action parser removes"
+    return None
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
+def answer_problem(answer: str) -> str | None:
+    """Why a gold answer could never be graded or typed back, or None.
 
+    Answers are compared after normalization (case, punctuation and the articles a, an, the
+    dropped), and the reward refuses a gold answer that normalizes to nothing (any empty answer
+    would match it); the action parser drops control characters and tag-like text, so an answer
+    holding them could never be typed back.
 
-def read_jsonl(path: PathLike) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``("file:line", record)`` for every non-blank line; raise on anything but a JSON object."""
-    path = Path(path)
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise JsonlFormatError(
-                    f"{where}: invalid JSON ({error.msg} at column {error.colno})"
-                ) from None
-            if not isinstance(record, dict):
-                raise JsonlFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            yield where, record
+    >>> answer_problem("Paris") is None, answer_problem("A").startswith("it is empty once normalized")
+    (True, True)
+    """
+    if not normalize_answer(answer):
+        return (
+            "it is empty once normalized (case, punctuation and articles dropped), so it cannot be "
+            "graded; write e.g. 'option A'"
+        )
+    if len(answer) > MAX_DOC_ID_CHARS:
+        return f"it is {len(answer)} characters long; an answer action holds at most {MAX_DOC_ID_CHARS}"
+    for char in answer:
+        if unicodedata.category(char) == "Cc" and not char.isspace():
+            return f"it holds the control character U+{ord(char):04X}"
+    tag = _TAG_RE.search(answer)
+    if tag:
+        return f"it holds tag-like text {tag.group(0)!r}, which the action parser removes"
+    return None
 
 
 def _identifier(value: Any, where: str, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
         raise JsonlFormatError(f"{where}: {field!r} must be a non-empty string or an integer, got {value!r}")
     return str(value)
+
+
+def _doc_id(value: Any, where: str) -> str:
+    doc_id = _identifier(value, where, "id")
+    problem = doc_id_problem(doc_id)
+    if problem:
+        shown = doc_id if len(doc_id) <= 60 else doc_id[:57] + "..."
+        raise JsonlFormatError(
+            f"{where}: doc id {shown!r} can never be read: {problem}; rename it (e.g. with '_' or '-')"
+        )
+    return doc_id
 
 
 def split_contents(contents: str) -> tuple[str, str]:
@@ -75,32 +145,49 @@ def split_contents(contents: str) -> tuple[str, str]:
 
 
 def _passage(record: dict[str, Any], where: str) -> Passage:
-    doc_id = _identifier(record.get("id"), where, "id")
+    doc_id = _doc_id(record.get("id"), where)
     if "contents" in record:
-        if not isinstance(record["contents"], str):
-            raise JsonlFormatError(f"{where}: 'contents' must be a string")
+        if not is_text(record["contents"]):
+            raise JsonlFormatError(f"{where}: 'contents' must be a string, got {record['contents']!r}")
         title, text = split_contents(record["contents"])
     elif "text" in record:
         title, text = record.get("title", ""), record["text"]
-        if not isinstance(title, str) or not isinstance(text, str):
+        if not is_text(title) or not is_text(text):
             raise JsonlFormatError(f"{where}: 'title' and 'text' must be strings")
     else:
-        raise JsonlFormatError(f"{where}: a corpus line needs 'contents' or 'text' (keys: {sorted(record)})")
+        raise JsonlFormatError(
+            f"{where}: a corpus line needs 'contents' or 'text' (it has keys {sorted(record)})"
+        )
+    title = " ".join(title.split())
+    if not title and not text.strip():
+        raise JsonlFormatError(f"{where}: passage {doc_id!r} is empty; give it a title or text, or drop it")
     return Passage(doc_id, title, text)
 
 
-def load_corpus(path: PathLike) -> Corpus:
-    """Read a corpus file; duplicate ids and empty files are errors."""
-    passages: list[Passage] = []
+def _unique(
+    path: PathLike, parse: Callable[[dict[str, Any], str], T], key: Callable[[T], str], what: str
+) -> list[T]:
+    """Every line of ``path`` parsed, each ``what`` id once (a repeat names both lines)."""
+    items: list[T] = []
     seen: dict[str, str] = {}
     for where, record in read_jsonl(path):
-        passage = _passage(record, where)
-        if passage.doc_id in seen:
+        item = parse(record, where)
+        if key(item) in seen:
             raise JsonlFormatError(
-                f"{where}: duplicate doc id {passage.doc_id!r} (first at {seen[passage.doc_id]})"
+                f"{where}: duplicate {what} {key(item)!r} (first at {seen[key(item)]}); ids must be unique"
             )
-        seen[passage.doc_id] = where
-        passages.append(passage)
+        seen[key(item)] = where
+        items.append(item)
+    return items
+
+
+def load_corpus(path: PathLike) -> Corpus:
+    """Read a corpus file (see the module docstring).
+
+    Raises:
+        JsonlFormatError: a malformed line, a duplicate or unreadable doc id, or no passage at all.
+    """
+    passages = _unique(path, _passage, lambda passage: passage.doc_id, "doc id")
     if not passages:
         raise JsonlFormatError(f"{path}: corpus file holds no passages")
     return Corpus(passages)
@@ -109,39 +196,45 @@ def load_corpus(path: PathLike) -> Corpus:
 def _answers(record: dict[str, Any], where: str) -> tuple[str, ...]:
     key = next((k for k in ("golden_answers", "answers", "answer") if k in record), None)
     if key is None:
-        raise JsonlFormatError(f"{where}: a question line needs 'golden_answers' (keys: {sorted(record)})")
+        raise JsonlFormatError(
+            f"{where}: a question line needs 'golden_answers' (it has keys {sorted(record)})"
+        )
     raw = record[key]
-    raw = [raw] if isinstance(raw, str | int | float) and not isinstance(raw, bool) else raw
+    raw = [raw] if isinstance(raw, str | int) and not isinstance(raw, bool) else raw
     if not isinstance(raw, list) or not raw:
         raise JsonlFormatError(f"{where}: {key!r} must be a non-empty list or a string, got {record[key]!r}")
-    answers = []
+    answers: list[str] = []
     for answer in raw:
-        if isinstance(answer, bool) or not isinstance(answer, str | int | float) or not str(answer).strip():
-            raise JsonlFormatError(f"{where}: every answer must be a non-empty string, got {answer!r}")
+        if isinstance(answer, bool) or not isinstance(answer, str | int) or not str(answer).strip():
+            raise JsonlFormatError(
+                f"{where}: every answer in {key!r} must be a non-blank string or a number, got {answer!r}"
+            )
+        problem = answer_problem(str(answer))
+        if problem:
+            raise JsonlFormatError(f"{where}: gold answer {answer!r} can never be matched: {problem}; fix it")
         answers.append(str(answer))
-    return tuple(answers)
+        plain = plain_number(answer) if isinstance(answer, JsonNumber) else None
+        if plain is not None:
+            answers.append(plain)
+    return tuple(dict.fromkeys(answers))
 
 
-def _question(record: dict[str, Any], where: str, split: str, corpus: Corpus) -> Question:
+def _question(record: dict[str, Any], where: str, split: str, evidence: EvidenceReader) -> Question:
     qid = _identifier(record.get("id"), where, "id")
     text = record.get("question")
-    if not isinstance(text, str) or not text.strip():
-        raise JsonlFormatError(f"{where}: 'question' must be a non-empty string, got {text!r}")
+    if not is_text(text) or not text.strip():
+        raise JsonlFormatError(f"{where}: 'question' must be a non-blank string, got {text!r}")
     metadata = record.get("metadata") or {}
     if not isinstance(metadata, dict):
-        raise JsonlFormatError(f"{where}: 'metadata' must be an object")
-    supporting_raw = record.get("supporting_doc_ids", metadata.get("supporting_doc_ids", []))
-    if not isinstance(supporting_raw, list):
-        raise JsonlFormatError(f"{where}: 'supporting_doc_ids' must be a list")
-    supporting = tuple(_identifier(d, where, "supporting_doc_ids") for d in supporting_raw)
-    unknown = [d for d in supporting if d not in corpus]
-    if unknown:
-        raise JsonlFormatError(f"{where}: supporting doc ids not in the corpus: {unknown[:5]}")
+        raise JsonlFormatError(f"{where}: 'metadata' must be an object, got {type(metadata).__name__}")
     kind = record.get("kind", metadata.get("kind", metadata.get("type", "unknown")))
     hops = record.get("hops", metadata.get("hops", 1))
-    if not isinstance(kind, str) or isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
-        raise JsonlFormatError(f"{where}: 'kind' must be a string and 'hops' a positive integer")
-    return Question(qid, text, _answers(record, where), supporting, kind, hops, split)
+    if not is_text(kind) or isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
+        raise JsonlFormatError(
+            f"{where}: 'kind' must be a string and 'hops' a positive integer, got {kind!r} and {hops!r}"
+        )
+    answers = _answers(record, where)
+    return Question(qid, text, answers, evidence.doc_ids(record, where), kind, hops, split)
 
 
 def _split_name(name: str) -> str:
@@ -151,33 +244,52 @@ def _split_name(name: str) -> str:
     return split
 
 
-def jsonl_task(corpus_path: PathLike, splits: Mapping[str, PathLike], name: str = "jsonl") -> Task:
-    """Load a corpus and question files (``{"test": "test.jsonl", ...}``) into a :class:`Task`.
+def _load_split(path: PathLike, split: str, evidence: EvidenceReader) -> list[Question]:
+    questions = _unique(
+        path, lambda record, where: _question(record, where, split, evidence), lambda q: q.qid, "question id"
+    )
+    if not questions:
+        raise JsonlFormatError(f"{path}: question file holds no questions")
+    return questions
 
-    Question ids must be unique within a split. If the same id appears in two splits (datasets
-    that number each split from 0), every qid becomes ``"{split}/{id}"`` so that ids stay unique.
+
+def jsonl_task(
+    corpus_path: PathLike | None = None,
+    splits: Mapping[str, PathLike] | None = None,
+    name: str = "jsonl",
+    evidence_field: str | None = None,
+) -> Task:
+    """Load a corpus and question files into a :class:`Task`.
+
+    These are the ``task_kwargs`` of ``gym.make("SearchQA-v0", task="jsonl", task_kwargs=...)``.
+
+    Args:
+        corpus_path: The corpus file.
+        splits: Question files by split, e.g. ``{"train": "train.jsonl", "test": "test.jsonl"}``
+            (``validation``, ``val`` and ``valid`` mean ``dev``).
+        name: The task's name (tables, warnings).
+        evidence_field: Dotted path of the supporting doc ids in a question line, e.g.
+            ``"metadata.supporting_ids"``; by default the layouts of :mod:`tasks.evidence`.
+
+    Raises:
+        JsonlFormatError: a file or line is malformed (its message names the file and line).
+        ValueError: the arguments are missing or name an unknown split.
     """
-    if not splits:
-        raise ValueError("jsonl_task needs at least one question file, e.g. splits={'test': 'test.jsonl'}")
+    if corpus_path is None or not splits:
+        raise ValueError(
+            "the jsonl task needs its files: task_kwargs={'corpus_path': 'corpus.jsonl', 'splits': "
+            "{'test': 'test.jsonl'}} (on a command line: --corpus PATH --questions test=PATH, or "
+            "--dataset SPEC.json)"
+        )
     corpus = load_corpus(corpus_path)
+    evidence = EvidenceReader(corpus, evidence_field)
     loaded: dict[str, list[Question]] = {}
     for raw_split, path in splits.items():
         split = _split_name(raw_split)
         if split in loaded:
             raise ValueError(f"split {split!r} given twice (as {raw_split!r})")
-        questions: list[Question] = []
-        seen: dict[str, str] = {}
-        for where, record in read_jsonl(path):
-            question = _question(record, where, split, corpus)
-            if question.qid in seen:
-                raise JsonlFormatError(
-                    f"{where}: duplicate question id {question.qid!r} (first at {seen[question.qid]})"
-                )
-            seen[question.qid] = where
-            questions.append(question)
-        if not questions:
-            raise JsonlFormatError(f"{path}: question file holds no questions")
-        loaded[split] = questions
+        loaded[split] = _load_split(path, split, evidence)
+    evidence.warn_if_missing(name, [str(path) for path in splits.values()])
     all_ids = [q.qid for questions in loaded.values() for q in questions]
     if len(set(all_ids)) != len(all_ids):
         loaded = {
@@ -193,7 +305,10 @@ def jsonl_task(corpus_path: PathLike, splits: Mapping[str, PathLike], name: str 
 
 
 def write_flashrag(task: Task, out_dir: PathLike) -> dict[str, Path]:
-    """Write ``corpus.jsonl`` (``{id, contents}``) and ``{split}.jsonl`` atomically; return the paths."""
+    """Write ``corpus.jsonl`` (``{id, contents}``) and ``{split}.jsonl`` atomically; return the paths.
+
+    Questions carry their gold passages as ``supporting_doc_ids``, which the loader reads back.
+    """
     out = Path(out_dir)
     for passage in task.corpus.passages():
         if "\n" in passage.title:
@@ -229,4 +344,14 @@ def write_flashrag(task: Task, out_dir: PathLike) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["JsonlFormatError", "jsonl_task", "load_corpus", "read_jsonl", "split_contents", "write_flashrag"]
+__all__ = [
+    "JsonlFormatError",
+    "NoEvidenceWarning",
+    "answer_problem",
+    "doc_id_problem",
+    "jsonl_task",
+    "load_corpus",
+    "read_jsonl",
+    "split_contents",
+    "write_flashrag",
+]

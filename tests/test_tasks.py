@@ -193,7 +193,7 @@ def test_jsonl_accepts_flashrag_variants(tmp_path: Path) -> None:
             {
                 "id": 2,
                 "question": "q2",
-                "golden_answers": ["a", "b"],
+                "golden_answers": ["x", "y"],
                 "metadata": {"type": "bridge", "hops": 2},
             },
         ],
@@ -206,7 +206,7 @@ def test_jsonl_accepts_flashrag_variants(tmp_path: Path) -> None:
     assert loaded.corpus["b"] == Passage("b", "T", "x")
     first, second = loaded.questions("dev")
     assert first == Question("dev/1", "capital of France?", ("Paris",), ("0",), "unknown", 1, "dev")
-    assert (second.kind, second.hops, second.answers) == ("bridge", 2, ("a", "b"))
+    assert (second.kind, second.hops, second.answers) == ("bridge", 2, ("x", "y"))
     assert loaded.questions("test")[0].qid == "test/1"  # id 1 is in both splits, so ids get a prefix
 
 
@@ -233,7 +233,7 @@ def test_jsonl_accepts_flashrag_variants(tmp_path: Path) -> None:
         (
             [{"id": "a", "contents": "x"}],
             [{"id": 1, "question": "q", "golden_answers": "x", "supporting_doc_ids": ["zz"]}],
-            "test.jsonl:1: supporting doc ids not in the corpus",
+            "test.jsonl:1: 'supporting_doc_ids' names 1 passage(s) the corpus lacks",
         ),
         (
             [{"id": "a", "contents": "x"}],
@@ -269,7 +269,7 @@ def test_jsonl_rejects_unknown_splits_and_round_trips_small_tasks(tmp_path: Path
     small = Task(
         "small",
         Corpus([Passage("d1", 'A "quoted" title', "line one\nline two")]),
-        {"test": (Question("q1", "Q?", ("A", "B"), ("d1",), "k", 2, "test"),)},
+        {"test": (Question("q1", "Q?", ("Alpha", "Beta"), ("d1",), "k", 2, "test"),)},
     )
     paths = write_flashrag(small, tmp_path)
     loaded = jsonl_task(paths["corpus"], {"test": paths["test"]}, name="small")

@@ -74,7 +74,7 @@ def oracle_demonstrations(run: Run, question_ids: list[str]) -> list[Trajectory]
 
     cfg, learner = run.cfg, run.learner
     teacher = DemonstrationPolicy(
-        OraclePolicy(shared_task(cfg.task), seed=cfg.seed),
+        OraclePolicy(shared_task(cfg.task, **cfg.task_kwargs), seed=cfg.seed),
         learner.tokenizer,
         max_context_tokens=context_limit(learner.model, None),
         max_new_tokens=cfg.max_new_tokens,
@@ -111,7 +111,9 @@ class SFT(Algorithm):
 
         cfg = run.cfg
         if cfg.sft_source == "oracle":
-            questions = select_questions(cfg.task, cfg.split, hops=cfg.hops, kinds=cfg.kind_list)
+            questions = select_questions(
+                cfg.task, cfg.split, hops=cfg.hops, kinds=cfg.kind_list, task_kwargs=cfg.task_kwargs
+            )
             ids = sample_question_ids(questions, cfg.sft_questions, cfg.seed)
             self.demonstrations = oracle_demonstrations(run, ids)
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from benchmarks import experiments
 from benchmarks.experiments import diversity, hacking, passk, persistence
-from benchmarks.experiments.common import FULL, QUICK, Context
+from benchmarks.experiments.common import FULL, QUICK, Context, Data
+from tasks.dataset import OPTIONS, add_dataset_options, dataset_from_args
 
 RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "persistence": persistence.run,
@@ -27,20 +28,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m benchmarks.experiments",
         description=experiments.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="With a dataset (--dataset or --corpus/--questions) the experiments run on its questions "
+        "of every kind, in runs/experiments_<name> and benchmarks/results/<name>/.",
     )
     parser.add_argument("experiment", choices=list(RUNNERS))
     parser.add_argument("--quick", action="store_true", help="tiny budgets: a plumbing check (~1 min)")
     parser.add_argument("--no-progress", action="store_true", help="accepted for symmetry; runs log to files")
-    parser.add_argument("--runs", default=None, help="run/sample cache (default runs/experiments[_quick])")
-    parser.add_argument("--results", default=None, help="results root (default benchmarks/results[/quick])")
+    parser.add_argument(
+        "--runs", default=None, help="run/sample cache (default runs/experiments[_quick][_<dataset name>])"
+    )
+    parser.add_argument(
+        "--results", default=None, help="results root (default benchmarks/results[/quick][/<dataset name>])"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time (training and sampling)")
+    add_dataset_options(parser)
     args = parser.parse_args(argv)
+    try:
+        dataset = dataset_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
+    data = Data({name: getattr(args, name) for name in OPTIONS if getattr(args, name)} if dataset else {})
+    suffix = f"_{dataset.name}" if dataset else ""
     scale = QUICK if args.quick else FULL
-    runs = Path(args.runs or ("runs/experiments_quick" if args.quick else "runs/experiments"))
+    runs = Path(
+        args.runs or (f"runs/experiments_quick{suffix}" if args.quick else f"runs/experiments{suffix}")
+    )
     results = Path(args.results or ("benchmarks/results/quick" if args.quick else "benchmarks/results"))
+    if dataset and not args.results:
+        results = results / dataset.name
     # Before torch loads anywhere: one thread per process, several processes side by side.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    ctx = Context(scale=scale, runs=runs, results=results, jobs=max(1, args.jobs))
+    ctx = Context(scale=scale, runs=runs, results=results, jobs=max(1, args.jobs), data=data)
     started = time.perf_counter()
     RUNNERS[args.experiment](ctx)
     elapsed = time.perf_counter() - started

@@ -77,30 +77,72 @@ def _env(scale: Scale) -> dict[str, Any]:
     }
 
 
-def sft_configs(scale: Scale, runs: Path) -> tuple[TrainConfig | None, TrainConfig]:
-    """The SFT start's two runs: base SFT, then SFT continued on ``KINDS``.
+@dataclass(frozen=True)
+class Data:
+    """The task the experiments run on: the factbook's ``KINDS``, or a jsonl dataset (every kind).
+
+    ``options`` are the dataset options as given (``TrainConfig`` fields of the same names), so
+    the training runs name the dataset exactly as the command line did.
+    """
+
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        """``factbook``, or ``jsonl`` when a dataset is named."""
+        return "jsonl" if self.options else TASK
+
+    @property
+    def kinds(self) -> str | None:
+        """The question kinds trained and tested: ``KINDS`` on the factbook, all on a dataset."""
+        return None if self.options else KINDS
+
+    @property
+    def task_kwargs(self) -> dict[str, Any]:
+        """The jsonl task's loader arguments (none for the factbook)."""
+        from tasks.dataset import dataset_from_options, task_arguments
+
+        return task_arguments(self.task, dataset_from_options(**self.options) if self.options else None)[1]
+
+    @property
+    def label(self) -> str:
+        """How reports and folders name the task."""
+        return str(self.task_kwargs.get("name", TASK))
+
+    def train_fields(self) -> dict[str, Any]:
+        """``TrainConfig`` fields that select the task and its kinds."""
+        return {"task": self.task, "kinds": self.kinds, **self.options}
+
+
+FACTBOOK = Data()
+
+
+def sft_configs(scale: Scale, runs: Path, data: Data = FACTBOOK) -> tuple[TrainConfig | None, TrainConfig]:
+    """The SFT start's two runs: base SFT, then SFT continued on the experiment's kinds.
 
     The base trains on every single-hop kind; the quick scale has none, and continues from the
     untrained tiny model instead.
     """
     base = None
+    fields = {**data.train_fields(), **_env(scale)}
     if scale.base_sft_steps:
-        base = recipes.tiny_sft(runs / "sft-base", steps=scale.base_sft_steps, warmup_steps=0, **_env(scale))
+        base = recipes.tiny_sft(
+            runs / "sft-base", steps=scale.base_sft_steps, warmup_steps=0, **{**fields, "kinds": None}
+        )
     start = recipes.tiny_sft(
         runs / "sft",
         steps=scale.sft_steps,
         lr=1e-3,
         lr_schedule="constant",
         warmup_steps=0,
-        kinds=KINDS,
         init=base.out if base else None,
-        **_env(scale),
+        **fields,
     )
     return base, start
 
 
-def rl_config(name: str, scale: Scale, runs: Path) -> TrainConfig:
-    """The RL run ``name`` of ``RL_RUNS``, from the SFT start, on ``KINDS``."""
+def rl_config(name: str, scale: Scale, runs: Path, data: Data = FACTBOOK) -> TrainConfig:
+    """The RL run ``name`` of ``RL_RUNS``, from the SFT start, on the experiment's kinds."""
     algo, preset = RL_RUNS[name]
     return recipes.tiny_rl(
         runs / name,
@@ -110,7 +152,7 @@ def rl_config(name: str, scale: Scale, runs: Path) -> TrainConfig:
         lr=scale.rl_lr,
         episodes_per_step=scale.rl_episodes,
         reward_preset=preset,
-        kinds=KINDS,
+        **data.train_fields(),
         **_env(scale),
     )
 
@@ -152,16 +194,17 @@ def run_trainings(configs: Sequence[TrainConfig], max_parallel: int) -> dict[str
     return times
 
 
-def ensure_sft_start(scale: Scale, runs: Path, max_parallel: int) -> dict[str, Any]:
+def ensure_sft_start(scale: Scale, runs: Path, max_parallel: int, data: Data = FACTBOOK) -> dict[str, Any]:
     """Train (or reuse) the SFT start; its commands and wall times.
 
-    The full scale copies the learning benchmark's complete tiny SFT run as the base instead of
-    retraining it (a copy: that path may change).
+    On the factbook, the full scale copies the learning benchmark's complete tiny SFT run as the
+    base instead of retraining it (a copy: that path may change).
     """
-    base, start = sft_configs(scale, runs)
+    base, start = sft_configs(scale, runs, data)
     helper = Path(HELPER_SFT)
     copied = False
-    if base and scale is FULL and not finished(Path(base.out), base.steps) and finished(helper, base.steps):
+    reusable = base and scale is FULL and data == FACTBOOK
+    if reusable and base and not finished(Path(base.out), base.steps) and finished(helper, base.steps):
         shutil.copytree(helper, base.out, dirs_exist_ok=True)
         copied = True
     times = run_trainings([base], max_parallel) if base else {}
@@ -178,17 +221,19 @@ def ensure_sft_start(scale: Scale, runs: Path, max_parallel: int) -> dict[str, A
 # ---------------------------------------------------------------------------------------------- context
 
 
-def env_kwargs(scale: Scale, preset: str) -> dict[str, Any]:
-    """The test env of the trained policies: single-hop ``KINDS`` questions, the trained budgets."""
-    return {
+def env_kwargs(scale: Scale, preset: str, data: Data = FACTBOOK) -> dict[str, Any]:
+    """The test env of the trained policies: single-hop questions of the kinds, the trained budgets."""
+    kwargs: dict[str, Any] = {
         "reward_preset": preset,
         "hops": 1,
         "backend": "bm25s",
         "max_turns": scale.max_turns,
         "top_k": 3,
         "snippet_chars": scale.snippet_chars,
-        "kinds": KINDS.split(","),
     }
+    if data.kinds:
+        kwargs["kinds"] = data.kinds.split(",")
+    return kwargs
 
 
 @dataclass(frozen=True)
@@ -199,6 +244,7 @@ class Context:
     runs: Path
     results: Path  # benchmarks/results (one folder per experiment below it)
     jobs: int
+    data: Data = FACTBOOK
 
     def out(self, name: str) -> Path:
         """The results folder of experiment ``name`` (created)."""
@@ -208,8 +254,8 @@ class Context:
 
     def train(self, names: Sequence[str]) -> dict[str, Any]:
         """The SFT start, then the named RL runs; their commands and wall times."""
-        sft = ensure_sft_start(self.scale, self.runs, self.jobs)
-        configs = {name: rl_config(name, self.scale, self.runs) for name in names}
+        sft = ensure_sft_start(self.scale, self.runs, self.jobs, self.data)
+        configs = {name: rl_config(name, self.scale, self.runs, self.data) for name in names}
         times = run_trainings(list(configs.values()), self.jobs)
         rl = {
             name: {"command": recipes.train_command(cfg), "wall_seconds": times[Path(cfg.out).name]}
@@ -220,7 +266,11 @@ class Context:
     def rows(self, purpose: str, agents: Sequence[AgentSpec], config: RunConfig) -> dict[str, list[dict]]:
         """Per agent label, the rows of its episodes under ``config`` (cached per purpose)."""
         folder = self.runs / "samples" / purpose
-        evaluations = [Evaluation(agent, TASK, config, folder) for agent in agents]
+        if self.data.task_kwargs:
+            config = dataclasses.replace(
+                config, env_kwargs={**config.env_kwargs, "task_kwargs": self.data.task_kwargs}
+            )
+        evaluations = [Evaluation(agent, self.data.task, config, folder) for agent in agents]
         records = run_evaluations(evaluations, workers=self.jobs, progress=False)
         return {e.agent.label: record["rows"] for e, record in zip(evaluations, records, strict=True)}
 
@@ -250,7 +300,7 @@ class Context:
             samples_per_question=samples,
             max_questions=questions,
             num_envs=self.scale.num_envs,
-            env_kwargs=env_kwargs(self.scale, preset),
+            env_kwargs=env_kwargs(self.scale, preset, self.data),
             greedy=greedy,
             sample_order="grouped",
         )
@@ -309,8 +359,9 @@ def scale_note(ctx: Context, questions: int, extra: str = "") -> str:
     """The sentence every report opens with: model, questions, budgets and parallelism."""
     s = ctx.scale
     return (
-        f"Scale ({s.name}): tiny Llama (~5M parameters, from scratch), single-hop factbook questions of "
-        f"kinds {KINDS}; SFT start = {s.base_sft_steps} SFT steps on all single-hop kinds + {s.sft_steps} "
+        f"Scale ({s.name}): tiny Llama (~5M parameters, from scratch), single-hop {ctx.data.label} "
+        f"questions of kinds {ctx.data.kinds or 'all'}; SFT start = {s.base_sft_steps} SFT steps on all "
+        f"single-hop kinds + {s.sft_steps} "
         f"steps on those kinds (batch 8); each RL run {s.rl_steps} steps x {s.rl_episodes} episodes, "
         f"lr {s.rl_lr}, seed 0, one seed only; {questions} test questions{extra}; max_turns {s.max_turns}, "
         f"top_k 3, {ctx.jobs} process(es) at a time x 1 torch thread."
@@ -321,7 +372,8 @@ def payload(ctx: Context, started: float, figures: Mapping[str, Any]) -> dict[st
     """``results.json``: the scale and kinds, the experiment's figures, and its wall time."""
     return {
         "scale": dataclasses.asdict(ctx.scale),
-        "kinds": KINDS,
+        "task": ctx.data.label,
+        "kinds": ctx.data.kinds,
         **figures,
         "wall_seconds": time.perf_counter() - started,
     }

@@ -20,7 +20,9 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "serve", help="serve a task's index over HTTP (Search-R1's /retrieve protocol)"
     )
-    parser.add_argument("--task", default="factbook", help="factbook (default), synthetic-100k, ...")
+    parser.add_argument(
+        "--task", default="factbook", help="factbook (default), synthetic-100k, ..., or jsonl with a dataset"
+    )
     parser.add_argument("--backend", default="bm25s", choices=sorted(BACKENDS))
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8000)
@@ -43,6 +45,9 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
         "--cache-dir", default=None, help="index folder root (default $SEARCHENV_HOME/indexes)"
     )
     parser.add_argument("--log-level", default="warning", help="uvicorn's log level")
+    from tasks.dataset import add_dataset_options
+
+    add_dataset_options(parser)
     parser.set_defaults(handler=run_serve)
     return parser
 
@@ -64,7 +69,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from searchenv.retrieval.cache import load_retriever
     from searchenv.server.app import create_app
 
-    task = load_task_by_name(args.task)
+    task = load_task_by_name(args.task, args)
     retriever = load_retriever(
         task.corpus, args.backend, k1=args.k1, b=args.b, cache_dir=args.cache_dir, threads=args.threads
     )
