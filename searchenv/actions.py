@@ -142,8 +142,12 @@ def parse_action(action: object) -> ParsedAction:
         return parse_structured_action(action)
     if isinstance(action, ParsedAction):
         return action
-    if isinstance(action, bytes):
-        return parse_text_action(action.decode("utf-8", errors="replace"))
+    if isinstance(action, (bytes, bytearray)):
+        # Not decoded: guessing an encoding would execute text the agent may not have meant.
+        return _invalid(
+            f"Actions are text (str) or dicts, not {type(action).__name__}: decode the bytes first, "
+            f"e.g. action.decode('utf-8'). {FORMAT_HELP}"
+        )
     return _invalid(f"Actions are text or dicts, not {type(action).__name__}. {FORMAT_HELP}")
 
 

@@ -18,6 +18,7 @@ from searchenv.observations import (
     render_prompt,
     unknown_doc_message,
 )
+from searchenv.question_ids import opaque_question_id
 from searchenv.questions import filter_questions
 from searchenv.resources import shared_retriever, shared_task
 from searchenv.rewards import RewardPreset, get_preset, reward_breakdown, total_reward
@@ -54,10 +55,16 @@ class SearchQAEnv(gym.Env[str, Any]):
     passage; after an invalid action, an `<error>` that says why. `searchenv.observations`
     renders these texts and parses them back.
 
+    Every observation fits `observation_space` (60,000 characters): a longer passage, title,
+    question or result list is cut, and each cut ends with `[truncated: N more characters]`.
+
     `info` carries the structured view every step: `question_id`, `turn`, `turns_left`, `tool`,
     `error`, `hits` (doc ids, titles, scores). When the episode ends it adds `reward_breakdown`,
-    `answers` (gold), `correct` (normalized exact match) and `episode` (the `EpisodeRecord`).
-    Gold answers never appear in observations or in `info` before the episode ends.
+    `answers` (gold), `correct` (normalized exact match), `readable_question_id` and `episode`
+    (the `EpisodeRecord`). Gold answers never appear in observations or in `info` before the
+    episode ends, and neither does the task's readable question id (`internet_code/eg` would
+    give its answer away): `info["question_id"]` is an opaque stable hash of it, `q-` and 12 hex
+    digits (`searchenv.question_ids`).
 
     ## Rewards
 
@@ -71,7 +78,7 @@ class SearchQAEnv(gym.Env[str, Any]):
     ## Starting State
 
     A question drawn uniformly from the split with `self.np_random`, or the one named by
-    `options={"question_id": ...}`.
+    `options={"question_id": ...}`: its readable id or the opaque id of `info["question_id"]`.
 
     ## Episode End
 
@@ -120,7 +127,7 @@ class SearchQAEnv(gym.Env[str, Any]):
             raise ValueError("max_turns and top_k must be >= 1 and snippet_chars >= 20")
         self.task = shared_task(task, **dict(task_kwargs or {}))
         self.questions = filter_questions(self.task, split, hops, kinds)
-        self._by_id = {q.qid: q for q in self.questions}
+        self._by_id = _ids_to_questions(self.questions, f"the {split!r} split of {self.task.name!r}")
         self.retriever = shared_retriever(self.task.corpus, backend, **dict(retriever_kwargs or {}))
         self._passage_of = self.task.corpus.__getitem__
         self.preset = get_preset(reward_preset)
@@ -136,6 +143,7 @@ class SearchQAEnv(gym.Env[str, Any]):
         self.action_space = UnicodeText(256, min_length=1)
 
         self._question: Question | None = None
+        self._opaque_id = ""
         self._turns: list[Turn] = []
         self._transcript: list[tuple[str, str]] = []
         self._paid = 0.0
@@ -144,7 +152,10 @@ class SearchQAEnv(gym.Env[str, Any]):
     # -- gymnasium API -------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
-        """Start an episode: a question drawn with ``np_random``, or ``options["question_id"]``."""
+        """Start an episode: a question drawn with ``np_random``, or ``options["question_id"]``.
+
+        The id may be the readable one or the opaque one an earlier ``info`` showed.
+        """
         super().reset(seed=seed)
         options = options or {}
         if "question_id" in options:
@@ -156,6 +167,7 @@ class SearchQAEnv(gym.Env[str, Any]):
             self._question = self._by_id[qid]
         else:
             self._question = self.questions[int(self.np_random.integers(len(self.questions)))]
+        self._opaque_id = opaque_question_id(self._question.qid)
         self._turns = []
         self._paid = 0.0
         self._done = False
@@ -194,6 +206,7 @@ class SearchQAEnv(gym.Env[str, Any]):
                     reward_breakdown=breakdown,
                     answers=list(self._question.answers),
                     correct=_exact_match(record) >= 1.0,
+                    readable_question_id=self._question.qid,
                     episode=record,
                 )
         return observation, float(reward), terminated, truncated, info
@@ -257,13 +270,22 @@ class SearchQAEnv(gym.Env[str, Any]):
         assert self._question is not None
         turn = len(self._turns)
         return {
-            "question_id": self._question.qid,
+            "question_id": self._opaque_id,
             "turn": turn,
             "turns_left": self.max_turns - turn,
             "tool": tool,
             "error": error,
             "hits": hits,
         }
+
+
+def _ids_to_questions(questions: Sequence[Question], where: str) -> dict[str, Question]:
+    """Each question under its readable id and under its opaque id."""
+    readable = {q.qid: q for q in questions}
+    opaque = {opaque_question_id(qid): q for qid, q in readable.items()}
+    if len(opaque) < len(readable) or not opaque.keys().isdisjoint(readable):
+        raise ValueError(f"two question ids of {where} share an opaque id (a 48-bit hash); rename one")
+    return {**readable, **opaque}
 
 
 def _exact_match(record: EpisodeRecord) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from searchenv.question_ids import opaque_question_id
 from tasks.records import Question
 
 TOOLS: tuple[str, ...] = ("search", "read", "answer")
@@ -38,6 +39,16 @@ class EpisodeRecord:
 
     question: Question
     turns: tuple[Turn, ...] = ()
+
+    @property
+    def question_id(self) -> str:
+        """The task's readable question id (the env shows agents only the opaque one)."""
+        return self.question.qid
+
+    @property
+    def opaque_question_id(self) -> str:
+        """The id ``info["question_id"]`` showed during the episode."""
+        return opaque_question_id(self.question.qid)
 
     @property
     def answer(self) -> str | None:

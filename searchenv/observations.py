@@ -12,6 +12,12 @@ tokenizer is trained on their output, so the format is written down exactly once
 
 Parsing is the inverse of rendering as long as titles and doc ids hold no ``" | "`` and no
 newline, and no snippet line starts like the next hit's ``[rank] ``.
+
+Every observation fits ``MAX_OBSERVATION_CHARS`` (the env's observation space; async vector
+envs hold exactly that much per env in shared memory). When the content would not, its longest
+fields are cut (``searchenv.truncation``), each ending with ``[truncated: N more characters]``,
+and search results that cannot all fit end with ``[truncated: N more hits]``. Content that fits
+is rendered exactly as it would be without a limit.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from searchenv.truncation import MIN_FIELD_CHARS, fit_fields
+
 MAX_OBSERVATION_CHARS = 60_000
-# A read shows at most this much passage text, leaving room for the tags and the header line.
-MAX_PASSAGE_CHARS = MAX_OBSERVATION_CHARS - 200
 
 PROMPT_TEMPLATE = """Answer the question by searching a local index of {corpus} passages.
 Each turn, reply with exactly one action:
@@ -70,6 +76,11 @@ def render_prompt(question: str, *, corpus: str, top_k: int, max_turns: int) -> 
     >>> parse_question(prompt)
     'What is the capital of France?'
     """
+    prompt = PROMPT_TEMPLATE.format(corpus=corpus, top_k=top_k, max_turns=max_turns, question=question)
+    if len(prompt) <= MAX_OBSERVATION_CHARS:
+        return prompt
+    fixed = len(PROMPT_TEMPLATE.format(corpus="", top_k=top_k, max_turns=max_turns, question=""))
+    corpus, question = _fit([corpus, question], MAX_OBSERVATION_CHARS - fixed)
     return PROMPT_TEMPLATE.format(corpus=corpus, top_k=top_k, max_turns=max_turns, question=question)
 
 
@@ -88,14 +99,39 @@ def render_hits(hits: Iterable[tuple[str, str, str]]) -> str:
     >>> parse_hits(render_hits([]))
     []
     """
+    hits = list(hits)
     body = "\n".join(
         [f"[{rank}] {doc_id} | {title} | {snippet}" for rank, (doc_id, title, snippet) in enumerate(hits, 1)]
     )
+    if len(body) + len(_OPEN) + len(_CLOSE) > MAX_OBSERVATION_CHARS:
+        body = _fitted_hits_body([tuple(hit) for hit in hits])
     return f"{_OPEN}{body or NO_HITS}{_CLOSE}"
 
 
-def render_passage(doc_id: str, title: str, text: str, max_chars: int | None = MAX_PASSAGE_CHARS) -> str:
-    r"""A read observation: the header line, then the text cut to ``max_chars`` (None: whole).
+def _fitted_hits_body(hits: list[tuple[str, ...]]) -> str:
+    """The hit lines cut to fit: every field shares the budget; hits that cannot fit are dropped."""
+    budget = MAX_OBSERVATION_CHARS - len(_OPEN) - len(_CLOSE)
+    # Each field keeps room for a mark, so a very long result list shows its first hits only.
+    shown = min(len(hits), budget // (3 * MIN_FIELD_CHARS + 16))
+    while shown > 0:
+        tail = f"\n[truncated: {len(hits) - shown} more hits]" if shown < len(hits) else ""
+        frame = sum(len(f"[{rank}] ") + len(" |  | ") + 1 for rank in range(1, shown + 1)) - 1
+        fields = _fit_or_none([field for hit in hits[:shown] for field in hit], budget - frame - len(tail))
+        if fields is not None:
+            lines = [
+                f"[{i // 3 + 1}] {fields[i]} | {fields[i + 1]} | {fields[i + 2]}"
+                for i in range(0, len(fields), 3)
+            ]
+            return "\n".join(lines) + tail
+        shown -= 1
+    return f"[truncated: {len(hits)} more hits]"  # not reached for any budget near the real one
+
+
+def render_passage(doc_id: str, title: str, text: str, max_chars: int | None = MAX_OBSERVATION_CHARS) -> str:
+    r"""A read observation: the header line, then the text; at most ``max_chars`` in all (None: no limit).
+
+    A passage too long to fit is cut with a mark; a title too long to leave the text room is
+    cut too (the doc id, at most an action argument long, stays whole).
 
     >>> observation = render_passage("fr/gov/0", "France — Government", "Capital: Paris\nArea: big")
     >>> print(observation)
@@ -107,8 +143,11 @@ def render_passage(doc_id: str, title: str, text: str, max_chars: int | None = M
     >>> parse_passage(observation)
     PassageView(doc_id='fr/gov/0', title='France — Government', text='Capital: Paris\nArea: big')
     """
-    if max_chars is not None:
-        text = text[:max_chars]
+    observation = f"{_OPEN}[{doc_id}] {title}\n{text}{_CLOSE}"
+    if max_chars is None or len(observation) <= max_chars:
+        return observation
+    fixed = len(observation) - len(doc_id) - len(title) - len(text)
+    doc_id, title, text = _fit([doc_id, title, text], max_chars - fixed)
     return f"{_OPEN}[{doc_id}] {title}\n{text}{_CLOSE}"
 
 
@@ -120,9 +159,22 @@ def render_error(message: str, turns_left: int | None = None) -> str:
     >>> is_error(render_error("No complete action tag found."))
     True
     """
-    if turns_left is None:
-        return f"{_ERROR_OPEN}{message}{_ERROR_CLOSE}"
-    return f"{_ERROR_OPEN}{message} Turns left: {turns_left}.{_ERROR_CLOSE}"
+    suffix = "" if turns_left is None else f" Turns left: {turns_left}."
+    fixed = len(_ERROR_OPEN) + len(suffix) + len(_ERROR_CLOSE)
+    if len(message) + fixed > MAX_OBSERVATION_CHARS:
+        (message,) = _fit([message], MAX_OBSERVATION_CHARS - fixed)
+    return f"{_ERROR_OPEN}{message}{suffix}{_ERROR_CLOSE}"
+
+
+def _fit_or_none(fields: list[str], budget: int) -> list[str] | None:
+    return fit_fields(fields, budget) if budget > 0 else None
+
+
+def _fit(fields: list[str], budget: int) -> list[str]:
+    fitted = _fit_or_none(fields, budget)
+    if fitted is None:  # only a budget far below MAX_OBSERVATION_CHARS could get here
+        raise ValueError(f"{len(fields)} fields cannot fit in {budget} characters")
+    return fitted
 
 
 def unknown_doc_message(doc_id: str) -> str:

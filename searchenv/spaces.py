@@ -85,6 +85,9 @@ def _read(space: UnicodeText, memory: Any, n: int = 1) -> SharedTextBatch:
 @shared_memory.write_to_shared_memory.register(UnicodeText)
 def _write(space: UnicodeText, index: int, value: str, memory: Any) -> None:
     size = space.max_length
+    if len(value) > size:
+        # The env cuts observations to fit; say so plainly if anything else ever overflows.
+        raise ValueError(f"a {len(value)}-character text does not fit {space!r} (at most {size} characters)")
     destination = np.frombuffer(memory.get_obj(), dtype=np.int32)[index * size : (index + 1) * size]
     codes = np.fromiter(map(ord, value), dtype=np.int32, count=len(value))
     destination[: len(codes)] = codes

@@ -20,6 +20,7 @@ from searchenv.observations import (
     parse_question,
     render_hits,
 )
+from searchenv.question_ids import opaque_question_id
 from searchenv.registration import VARIANTS
 from searchenv.snippets import best_snippet, query_words
 
@@ -53,7 +54,7 @@ def test_reset_is_seeded_by_np_random_only(env: SearchQAEnv) -> None:
 def test_question_id_option_and_unknown_id(env: SearchQAEnv) -> None:
     qid = env.questions[3].qid
     observation, info = env.reset(options={"question_id": qid})
-    assert info["question_id"] == qid and env.questions[3].question in observation
+    assert info["question_id"] == opaque_question_id(qid) and env.questions[3].question in observation
     with pytest.raises(ValueError, match="not in the 'test' split"):
         env.reset(options={"question_id": "no-such-question"})
 
@@ -147,11 +148,14 @@ def test_read_touches_nothing_outside_the_corpus(env: SearchQAEnv, monkeypatch: 
 
 
 def test_gold_answers_never_leak_before_the_end() -> None:
-    """Swap every gold answer for a canary: it must not appear until the episode ends."""
+    """Swap every gold answer and every readable question id for canaries: none may appear until the end.
+
+    Readable ids give answers away (``internet_code/eg`` is answered "eg"); the agent sees an opaque one.
+    """
     base = SearchQAEnv(split="test", max_turns=6)
-    canary = "ZQXJ-canary-7781"
+    canary, id_canary = "ZQXJ-canary-7781", "QIDWXYZ-canary-5519"
     questions = {
-        split: tuple(dataclasses.replace(q, answers=(canary,)) for q in qs)
+        split: tuple(dataclasses.replace(q, answers=(canary,), qid=f"{q.qid}/{id_canary}") for q in qs)
         for split, qs in base.task.splits.items()
     }
     task = dataclasses.replace(base.task, splits=questions)
@@ -171,9 +175,11 @@ def test_gold_answers_never_leak_before_the_end() -> None:
         for action in actions:
             obs, _, _, _, info = env.step(action)
             seen += [obs, repr({k: v for k, v in info.items()})]
-        assert not any(canary in text for text in seen)
+        assert not any(canary in text or id_canary in text for text in seen)
         obs, _, terminated, _, info = env.step("<answer>x</answer>")
-        assert terminated and info["answers"] == [canary]
+        assert terminated and info["answers"] == [canary] and id_canary not in obs
+        assert info["readable_question_id"] == question.qid == info["episode"].question_id
+        assert question.qid.endswith(id_canary)
 
 
 def test_dense_rewards_sum_to_the_terminal_reward() -> None:

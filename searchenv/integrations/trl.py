@@ -135,6 +135,7 @@ class SearchQAToolEnv:
         self._reward = 0.0
         self._actions: list[dict[str, Any]] = []
         self._info: dict[str, Any] = {}
+        self._question_id: str | None = None
 
     def _env_for(self, split: str) -> SearchQAEnv:
         # One env per split, so a single factory serves both train_dataset and eval_dataset; the
@@ -170,6 +171,7 @@ class SearchQAToolEnv:
         self._reward = 0.0
         self._actions = []
         self._info = info
+        self._question_id = question_id
         return TOOL_PROMPT_TEMPLATE.format(
             corpus=self._env.task.name,
             top_k=self._env.top_k,
@@ -240,8 +242,11 @@ class SearchQAToolEnv:
 
     @property
     def question_id(self) -> str | None:
-        """The id of the question being asked (None before the first reset)."""
-        return self._info.get("question_id")
+        """The row's id of the question being asked (None before the first reset).
+
+        The env's ``info["question_id"]`` is the opaque id; this is the one the dataset row gave.
+        """
+        return self._question_id
 
     @property
     def actions(self) -> tuple[dict[str, Any], ...]:

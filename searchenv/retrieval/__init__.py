@@ -8,19 +8,24 @@ hits = retriever.search("capital of Norway", k=5)  # [Hit(doc_id, score), ...]
 from searchenv.retrieval.base import Hit, Retriever
 from searchenv.retrieval.cache import (
     BACKENDS,
+    IndexStatus,
     LoadInfo,
     ensure_index,
     index_folder,
     index_info,
     index_key,
+    index_status,
     load_retriever,
     searchenv_home,
 )
+from searchenv.retrieval.integrity import IndexCorruptError
 from searchenv.retrieval.tokenize import Tokenizer, default_tokenizer, tokenize
 
 __all__ = [
     "BACKENDS",
     "Hit",
+    "IndexCorruptError",
+    "IndexStatus",
     "LoadInfo",
     "Retriever",
     "Tokenizer",
@@ -29,6 +34,7 @@ __all__ = [
     "index_folder",
     "index_info",
     "index_key",
+    "index_status",
     "load_retriever",
     "searchenv_home",
     "tokenize",

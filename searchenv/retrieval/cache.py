@@ -10,6 +10,13 @@ A build goes into a temp folder next to the target (``tasks.storage.atomic_direc
 that loads: a folder without a ``meta.json`` matching the expected key is not an index. When two
 processes build the same index at once, the first rename wins; the loser discards its copy and
 loads the winner's.
+
+Integrity (``searchenv.retrieval.integrity``): ``meta.json`` records the size and sha256 of every
+file, and each load verifies them before the backend opens anything. A damaged index raises
+:class:`~searchenv.retrieval.integrity.IndexCorruptError` naming the folder and the
+``searchenv index build ... --rebuild`` command, or is rebuilt when the caller passes
+``on_corrupt="rebuild"``. A folder whose ``meta.json`` is missing, unreadable, for another key or
+from before checksums is not an index at all (a killed build): it is rebuilt in place silently.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ import importlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from searchenv.retrieval.base import Retriever
+from searchenv.retrieval.integrity import LOAD_ERRORS, IndexCorruptError, file_checksums, verify_index
 from searchenv.retrieval.remote import RemoteRetriever, is_remote_backend
 from searchenv.retrieval.tokenize import Tokenizer, default_tokenizer
 from tasks.storage import atomic_directory, atomic_write_json, cache_home
@@ -48,6 +57,25 @@ class LoadInfo:
     cached: bool  # True when an existing index was loaded, False when it was built now
     seconds: float  # build (if any) plus load
     meta: Mapping[str, Any]
+
+
+OnCorrupt = Literal["raise", "rebuild"]
+Verify = Literal["auto", "full"]
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What the cache holds for one key, after a full checksum verification.
+
+    ``state`` is ``"valid"``, ``"corrupt"`` (``problems`` says how), ``"incomplete"`` (a folder
+    without a usable ``meta.json``: a killed or pre-checksum build, rebuilt on the next load) or
+    ``"missing"``.
+    """
+
+    folder: Path
+    state: Literal["valid", "corrupt", "incomplete", "missing"]
+    meta: Mapping[str, Any] | None = None
+    problems: tuple[str, ...] = ()
 
 
 # The name ``searchenv.retrieval`` has always exported for the cache root.
@@ -94,14 +122,25 @@ def index_folder(key: Mapping[str, Any], cache_dir: Path | None = None) -> Path:
 
 
 def read_valid_meta(folder: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The folder's meta if it is a complete index for ``key``, else None."""
+    """The folder's meta if a build for ``key`` completed there (checksums included), else None.
+
+    Whether the files still match the checksums is :func:`verify_index`'s question.
+    """
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or meta.get("key") != dict(key):
         return None
-    if not all((folder / name).exists() for name in meta.get("files", [])):
+    checksums = meta.get("checksums")
+    if not isinstance(checksums, dict) or sorted(checksums) != sorted(meta.get("files", [])):
+        return None  # written before checksums existed: not an index this version can trust
+    if not all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("size"), int)
+        and isinstance(entry.get("sha256"), str)
+        for entry in checksums.values()
+    ):
         return None
     return meta
 
@@ -117,6 +156,9 @@ def load_retriever(
     rebuild: bool = False,
     tokenizer: Tokenizer | None = None,
     threads: int = 1,
+    on_corrupt: OnCorrupt = "raise",
+    verify: Verify = "auto",
+    index_path: str | os.PathLike[str] | None = None,
 ) -> Retriever:
     """A retriever over ``corpus`` (a ``tasks.records.Corpus``), from the cache or built now.
 
@@ -125,33 +167,50 @@ def load_retriever(
     can (bm25s batched search, Anserini indexing). The result carries ``load_info``
     (:class:`LoadInfo`): ``load_info.cached`` tells whether this call built the index.
 
+    A cached index is verified against its checksums first (``verify="auto"`` skips the hashing
+    when no file changed since the last full check; ``"full"`` always hashes). A damaged one, or
+    one that verifies but fails to open, raises
+    :class:`~searchenv.retrieval.integrity.IndexCorruptError` naming the folder and the fix, or
+    with ``on_corrupt="rebuild"`` is rebuilt (with a ``RuntimeWarning``).
+
     A ``backend`` that is a URL (``"http://127.0.0.1:8000"``) gives a
     :class:`~searchenv.retrieval.remote.RemoteRetriever` searching through that server instead:
     nothing is built or cached here, and the other arguments are ignored.
+
+    ``index_path`` (``backend="pyserini"`` only) opens a prebuilt Lucene index folder as it is
+    (:mod:`searchenv.retrieval.prebuilt`), as does a corpus read from one (``LuceneCorpus``).
     """
     if is_remote_backend(backend):
         return RemoteRetriever(backend, corpus)
+    if index_path is None and backend == "pyserini":
+        index_path = getattr(corpus, "lucene_index_path", None)
+    if index_path is not None:
+        if backend != "pyserini":
+            raise ValueError(f"index_path (prebuilt Lucene) needs backend='pyserini', not {backend!r}")
+        from searchenv.retrieval.prebuilt import open_prebuilt
+
+        return open_prebuilt(index_path, corpus, k1=k1, b=b)
     start = time.perf_counter()
     tokenizer = tokenizer or default_tokenizer()
-    folder, meta, cached = ensure_index(
-        corpus,
-        backend,
-        k1=k1,
-        b=b,
-        cache_dir=cache_dir,
-        progress=progress,
-        rebuild=rebuild,
-        tokenizer=tokenizer,
-        threads=threads,
-    )
     retriever_class = getattr(_backend_module(backend), BACKENDS[backend][1])
+    options: dict[str, Any] = dict(
+        k1=k1, b=b, cache_dir=cache_dir, progress=progress, tokenizer=tokenizer, threads=threads
+    )
+    folder, meta, cached = ensure_index(
+        corpus, backend, rebuild=rebuild, on_corrupt=on_corrupt, verify=verify, **options
+    )
     try:
         retriever = retriever_class.load(folder, corpus, tokenizer=tokenizer, k1=k1, b=b, threads=threads)
     except FileNotFoundError:
         # A concurrent ``rebuild=True`` swapped the folder out between our check and our load.
-        folder, meta, cached = ensure_index(
-            corpus, backend, k1=k1, b=b, cache_dir=cache_dir, tokenizer=tokenizer, threads=threads
-        )
+        folder, meta, cached = ensure_index(corpus, backend, on_corrupt=on_corrupt, **options)
+        retriever = retriever_class.load(folder, corpus, tokenizer=tokenizer, k1=k1, b=b, threads=threads)
+    except LOAD_ERRORS as error:
+        corrupt = IndexCorruptError(folder, backend, [f"it fails to open: {type(error).__name__}: {error}"])
+        if on_corrupt != "rebuild":
+            raise corrupt from error
+        warnings.warn(f"{corrupt}; rebuilding it", RuntimeWarning, stacklevel=2)
+        folder, meta, cached = ensure_index(corpus, backend, rebuild=True, **options)
         retriever = retriever_class.load(folder, corpus, tokenizer=tokenizer, k1=k1, b=b, threads=threads)
     retriever.load_info = LoadInfo(folder, cached, time.perf_counter() - start, meta)
     return retriever
@@ -168,17 +227,56 @@ def ensure_index(
     rebuild: bool = False,
     tokenizer: Tokenizer | None = None,
     threads: int = 1,
+    on_corrupt: OnCorrupt = "raise",
+    verify: Verify = "auto",
 ) -> tuple[Path, dict[str, Any], bool]:
-    """Make sure a valid index exists, without opening it: ``(folder, meta, was_cached)``."""
+    """Make sure a valid index exists, without opening it: ``(folder, meta, was_cached)``.
+
+    A cached index is verified as in :func:`load_retriever`; ``on_corrupt`` and ``verify`` mean
+    the same here.
+    """
     tokenizer = tokenizer or default_tokenizer()
     key = index_key(corpus, backend, k1=k1, b=b, tokenizer=tokenizer)
     folder = index_folder(key, Path(cache_dir) if cache_dir is not None else None)
-    meta = None if rebuild else read_valid_meta(folder, key)
-    if meta is not None:
-        return folder, meta, True
+    if not rebuild:
+        meta = read_valid_meta(folder, key)
+        problems = [] if meta is None else verify_index(folder, meta, full=verify == "full")
+        if meta is not None and problems and read_valid_meta(folder, key) != meta:
+            # Another process rebuilt the folder while we hashed the old files: check the new one.
+            meta = read_valid_meta(folder, key)
+            problems = [] if meta is None else verify_index(folder, meta, full=verify == "full")
+        if meta is not None and not problems:
+            return folder, meta, True
+        if meta is not None:
+            corrupt = IndexCorruptError(folder, backend, problems)
+            if on_corrupt != "rebuild":
+                raise corrupt
+            warnings.warn(f"{corrupt}; rebuilding it", RuntimeWarning, stacklevel=2)
+            rebuild = True  # the corrupt folder has a valid meta, so it must be replaced explicitly
     retriever_class = getattr(_backend_module(backend), BACKENDS[backend][1])
     meta = _build(corpus, folder, key, retriever_class, tokenizer, progress, threads, replace=rebuild)
     return folder, meta, False
+
+
+def index_status(
+    corpus: Any,
+    backend: str = "bm25s",
+    *,
+    k1: float = 0.9,
+    b: float = 0.4,
+    cache_dir: str | os.PathLike[str] | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> IndexStatus:
+    """What the cache holds for these settings, every file hashed; builds and changes nothing."""
+    key = index_key(corpus, backend, k1=k1, b=b, tokenizer=tokenizer or default_tokenizer())
+    folder = index_folder(key, Path(cache_dir) if cache_dir is not None else None)
+    if not folder.exists():
+        return IndexStatus(folder, "missing")
+    meta = read_valid_meta(folder, key)
+    if meta is None:
+        return IndexStatus(folder, "incomplete")
+    problems = tuple(verify_index(folder, meta, full=True))
+    return IndexStatus(folder, "corrupt" if problems else "valid", meta, problems)
 
 
 def index_info(
@@ -190,11 +288,12 @@ def index_info(
     cache_dir: str | os.PathLike[str] | None = None,
     tokenizer: Tokenizer | None = None,
 ) -> dict[str, Any] | None:
-    """The ``meta.json`` of the cached index for these settings (plus its path), or None."""
-    key = index_key(corpus, backend, k1=k1, b=b, tokenizer=tokenizer or default_tokenizer())
-    folder = index_folder(key, Path(cache_dir) if cache_dir is not None else None)
-    meta = read_valid_meta(folder, key)
-    return None if meta is None else {**meta, "path": str(folder)}
+    """The ``meta.json`` of the cached index (plus its path) if it is valid, else None.
+
+    :func:`index_status` tells a missing index from a damaged one.
+    """
+    status = index_status(corpus, backend, k1=k1, b=b, cache_dir=cache_dir, tokenizer=tokenizer)
+    return None if status.state != "valid" else {**(status.meta or {}), "path": str(status.folder)}
 
 
 def _build(
@@ -226,6 +325,7 @@ def _build(
             "digest": key_digest(key),
             "counts": counts,
             "files": files,
+            "checksums": file_checksums(temp, files),
             "build_seconds": round(time.perf_counter() - start, 3),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

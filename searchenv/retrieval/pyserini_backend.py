@@ -7,6 +7,9 @@ from our query terms the same way, and the similarity is Lucene's ``BM25Similari
 same formula as the bm25s default except that Lucene stores each document length in one byte
 (exact to ~24 terms, coarser above), so near-ties can swap.
 
+A prebuilt Lucene index (Pyserini's, e.g. ``wikipedia-dpr-100w``) is opened as it is by
+:mod:`searchenv.retrieval.prebuilt`, whose queries go through Lucene's English analyzer instead.
+
 The JVM starts at most once per process, on first use, and cannot be restarted.
 """
 
@@ -91,6 +94,7 @@ def java() -> SimpleNamespace:
             MatchAllDocsQuery=autoclass("org.apache.lucene.search.MatchAllDocsQuery"),
             IndexCollection=autoclass("io.anserini.index.IndexCollection"),
             IndexArgs=autoclass("io.anserini.index.IndexCollection$Args"),
+            Runtime=autoclass("java.lang.Runtime"),
         )
     except Exception as error:  # JVM already started by someone else without the jar
         raise ImportError(
@@ -171,6 +175,9 @@ class PyseriniRetriever:
         args.storeDocvectors = False
         args.storePositions = False
         args.optimize = True  # one segment: faster search
+        # Anserini's 4 GB RAM buffer outgrows a capped JVM heap (-Xmx): keep it to a third of it.
+        heap_mb = int(j.Runtime.getRuntime().maxMemory() // 2**20)
+        args.memoryBuffer = max(64, min(int(args.memoryBuffer), heap_mb // 3))
         args.quiet = not progress
         indexer = j.IndexCollection(args)
         indexer.run()
@@ -209,10 +216,9 @@ class PyseriniRetriever:
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """The top ``k`` passages for ``query``, best first, ties broken by doc id."""
         k = check_k(k)
-        terms = self.tokenizer(check_query(query))[:MAX_QUERY_TERMS]
-        if k == 0 or not terms:
+        lucene_query = self._lucene_query(check_query(query))
+        if k == 0 or lucene_query is None:
             return []
-        lucene_query = self._query_generator.buildQuery(FIELD, self._analyzer, " ".join(terms))
         if self.ties_in_id_order:
             doc_ids, scores = self._fetch(lucene_query, min(k, self.n_docs))
             return rank_scored_ids(doc_ids, scores, k)
@@ -224,6 +230,11 @@ class PyseriniRetriever:
             if not boundary_open or scores[-1] < scores[k - 1]:
                 return rank_scored_ids(doc_ids, scores, k)
             fetch = min(self.n_docs, fetch * 4)
+
+    def _lucene_query(self, query: str) -> Any | None:
+        """The Lucene query for ``query``: our terms, whitespace-analyzed; None without terms."""
+        terms = self.tokenizer(query)[:MAX_QUERY_TERMS]
+        return self._query_generator.buildQuery(FIELD, self._analyzer, " ".join(terms)) if terms else None
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         """``search`` for each query."""
@@ -237,8 +248,13 @@ class PyseriniRetriever:
 
 
 def _open_searcher(folder: Path) -> Any:
+    return open_searcher(folder / LUCENE_DIR)
+
+
+def open_searcher(lucene_dir: Path) -> Any:
+    """A Lucene ``IndexSearcher`` over the index in ``lucene_dir`` (memory-mapped, read-only)."""
     j = java()
-    directory = j.FSDirectory.open(j.File(str(folder / LUCENE_DIR)).toPath())
+    directory = j.FSDirectory.open(j.File(str(lucene_dir)).toPath())
     reader = j.cast("org.apache.lucene.index.IndexReader", j.DirectoryReader.open(directory))
     return j.IndexSearcher(reader)
 
@@ -248,8 +264,15 @@ def _lucene_order(folder: Path, chunk: int = 100_000) -> list[str]:
 
     A match-all query scores every document 1.0, so hits come back in doc number order.
     """
-    j = java()
     searcher = _open_searcher(folder)
+    doc_ids = doc_number_order(searcher, chunk)
+    searcher.getIndexReader().close()
+    return doc_ids
+
+
+def doc_number_order(searcher: Any, chunk: int = 100_000) -> list[str]:
+    """The ``id`` of every document of ``searcher``'s index, by Lucene doc number."""
+    j = java()
     match_all = j.MatchAllDocsQuery()
     doc_ids: list[str] = []
     after = None
@@ -267,5 +290,4 @@ def _lucene_order(folder: Path, chunk: int = 100_000) -> list[str]:
         after = j.ScoreDoc(int(scored.lucene_docids[-1]), 1.0)
         if len(page) < chunk:
             break
-    searcher.getIndexReader().close()
     return doc_ids

@@ -5,12 +5,17 @@ and multiplies by ``k1 + 1``), so :class:`LuceneBM25` subclasses its ``BM25`` ba
 the idf and the scorer. It scans every passage per query term (that is how rank_bm25 works):
 fine for tiny corpora and for checking the fast backends' scores, slow beyond ~50k passages.
 Scores are float64, the fast backends' float32.
+
+The cache holds the tokenized corpus without pickle (loading a pickle runs whatever code it
+names): the distinct terms as JSON, each passage's term ids as one int32 array and the passage
+boundaries as an int64 array, read with ``np.load(allow_pickle=False)``.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,10 @@ from searchenv.retrieval.ranking import (
 )
 from searchenv.retrieval.tokenize import Tokenizer, tokenize_corpus
 
-FORMAT_VERSION = "rank_bm25-1"
-TOKENS_FILE = "tokens.pkl"
+FORMAT_VERSION = "rank_bm25-2"
+VOCAB_FILE = "vocab.json"
+TERM_IDS_FILE = "term_ids.npy"
+OFFSETS_FILE = "offsets.npy"
 
 
 def _rank_bm25_base() -> type:
@@ -82,6 +89,34 @@ def make_lucene_bm25(corpus_terms: list[list[str]], k1: float, b: float) -> Any:
     return LuceneBM25(corpus_terms, k1, b)
 
 
+def load_corpus_terms(folder: Path) -> list[list[str]]:
+    """Each passage's terms, in corpus order, from the files :meth:`RankBM25Retriever.build` wrote.
+
+    Args:
+        folder: The index folder.
+
+    Returns:
+        One list of terms per passage.
+
+    Raises:
+        ValueError: The files do not fit together.
+    """
+    vocab = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
+    term_ids = np.load(folder / TERM_IDS_FILE, allow_pickle=False)
+    offsets = np.load(folder / OFFSETS_FILE, allow_pickle=False)
+    if not (isinstance(vocab, list) and all(isinstance(term, str) for term in vocab)):
+        raise ValueError(f"{folder / VOCAB_FILE} is not a list of terms")
+    if term_ids.ndim != 1 or offsets.ndim != 1 or len(offsets) == 0:
+        raise ValueError(f"{folder} holds term ids of shape {term_ids.shape}, offsets {offsets.shape}")
+    if offsets[0] != 0 or offsets[-1] != len(term_ids) or np.any(np.diff(offsets) < 0):
+        raise ValueError(f"{folder / OFFSETS_FILE} does not delimit {len(term_ids)} term ids")
+    if len(term_ids) and not 0 <= int(term_ids.min()) <= int(term_ids.max()) < len(vocab):
+        raise ValueError(f"{folder / TERM_IDS_FILE} holds term ids outside the {len(vocab)}-term vocabulary")
+    words = [vocab[i] for i in term_ids.tolist()]
+    bounds = offsets.tolist()
+    return [words[start:end] for start, end in itertools.pairwise(bounds)]
+
+
 class RankBM25Retriever:
     """BM25 through rank_bm25. Construct with :meth:`load` (after :meth:`build`)."""
 
@@ -105,16 +140,21 @@ class RankBM25Retriever:
         progress: bool = False,
         threads: int = 1,
     ) -> dict[str, int]:
-        """Pickle the tokenized corpus into ``folder`` (rank_bm25 rebuilds its counts at load)."""
-        terms = list(tokenize_corpus(corpus.passages(), tokenizer, progress=progress, total=len(corpus)))
-        n_tokens = sum(map(len, terms))
-        if n_tokens == 0:
+        """Save the tokenized corpus into ``folder`` (rank_bm25 rebuilds its counts at load)."""
+        vocab: dict[str, int] = {}
+        term_ids: list[int] = []
+        offsets = [0]
+        for terms in tokenize_corpus(corpus.passages(), tokenizer, progress=progress, total=len(corpus)):
+            term_ids.extend(vocab.setdefault(term, len(vocab)) for term in terms)
+            offsets.append(len(term_ids))
+        if not term_ids:
             raise ValueError("cannot index a corpus with no searchable terms (empty or all stopwords)")
-        with open(folder / TOKENS_FILE, "wb") as handle:
-            pickle.dump(terms, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        # ASCII escapes keep any odd term (a lone surrogate included) writable and exact.
+        (folder / VOCAB_FILE).write_text(json.dumps(list(vocab)), encoding="ascii")
+        np.save(folder / TERM_IDS_FILE, np.asarray(term_ids, dtype=np.int32))
+        np.save(folder / OFFSETS_FILE, np.asarray(offsets, dtype=np.int64))
         save_doc_rank(folder, corpus.doc_ids)
-        vocab_size = len({term for doc in terms for term in doc})
-        return {"n_docs": len(corpus), "n_tokens": n_tokens, "vocab_size": vocab_size}
+        return {"n_docs": len(corpus), "n_tokens": len(term_ids), "vocab_size": len(vocab)}
 
     @classmethod
     def load(
@@ -128,8 +168,7 @@ class RankBM25Retriever:
         threads: int = 1,
     ) -> RankBM25Retriever:
         """Load the token cache built in ``folder`` for ``corpus``."""
-        with open(folder / TOKENS_FILE, "rb") as handle:
-            terms = pickle.load(handle)
+        terms = load_corpus_terms(folder)
         if len(terms) != len(corpus):
             raise ValueError(f"index at {folder} holds {len(terms)} docs, corpus {len(corpus)}")
         model = make_lucene_bm25(terms, k1, b)

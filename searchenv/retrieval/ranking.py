@@ -78,7 +78,7 @@ def save_doc_rank(folder: Path, doc_ids: Sequence[str]) -> None:
 
 def load_doc_rank(folder: Path, n_docs: int) -> np.ndarray:
     """The doc ranks ``save_doc_rank`` wrote, checked against the corpus size."""
-    ranks = np.load(folder / DOC_RANK_FILE, mmap_mode="r")
+    ranks = np.load(folder / DOC_RANK_FILE, mmap_mode="r", allow_pickle=False)
     if ranks.shape != (n_docs,):
         raise ValueError(f"{folder / DOC_RANK_FILE} holds {ranks.shape} ranks for a {n_docs}-doc corpus")
     return ranks
