@@ -11,16 +11,11 @@ of the questions, so its resets are the ones the in-process loop makes. A determ
 (``bm25``, ``oracle``, the probes, a greedy LM up to floating-point batching effects) therefore
 plays the same episodes with 0, 1 or N actors.
 
-A policy cannot be shipped once and shared: each chunk builds its own from a picklable factory
-``make_policy(seed) -> Policy`` inside the actor. Its seed is derived from ``policy_seed`` and
-the chunk's first group (``chunk_seed``), so a sampling policy (the ``random`` agent, an LM at
-temperature > 0) draws other random numbers than in-process, where one generator runs through
-every episode. Ray results are still deterministic: the same call gives the same episodes, and
-an actor killed mid-chunk changes nothing, because its chunk is replayed from its own seed.
-
-Actors are kept between calls (a trainer collects every step through the same ones); each loads
-the task and the retriever once per process (``searchenv.resources``), bm25s by mmap from the
-on-disk cache, or reaches a remote backend through ``env_kwargs``.
+Each chunk builds its policy inside the actor from a picklable ``make_policy(seed)``, seeded
+from ``policy_seed`` and the chunk's first group, so a sampling policy draws other random numbers
+than in-process (one generator through every episode) but is still deterministic: an actor killed
+mid-chunk changes nothing, because its chunk is replayed from its own seed. Actors are kept
+between calls; each loads the task and retriever once (bm25s by mmap, or a remote backend).
 """
 
 from __future__ import annotations
@@ -29,6 +24,7 @@ import dataclasses
 import inspect
 import math
 import os
+import time
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,6 +39,10 @@ if TYPE_CHECKING:
     from agents.lm.policy import LMPolicy
 
 PolicyFactory = Callable[[int], Policy]
+
+# An actor that Ray is restarting answers "unavailable"; its chunk is resubmitted after a pause.
+_UNAVAILABLE_PAUSE_S = 0.25
+_MAX_UNAVAILABLE_WAITS = 480  # two minutes of restarting
 
 
 def require_ray() -> Any:
@@ -303,6 +303,7 @@ def _dispatch(
     running: dict[Any, tuple[Any, Chunk]] = {}
     deaths: Counter[Any] = Counter()
     tries: Counter[int] = Counter()
+    waits: Counter[int] = Counter()
     try:
         while waiting or running:
             while waiting and idle:
@@ -314,6 +315,15 @@ def _dispatch(
             actor, chunk = running.pop(done)
             try:
                 played = ray.get(done)
+            except ray.exceptions.ActorUnavailableError as error:
+                # Restarting after a death already counted, not a new one: the chunk waits for it.
+                waits[chunk.index] += 1
+                if waits[chunk.index] > _MAX_UNAVAILABLE_WAITS:
+                    raise RuntimeError(f"actor of chunk {chunk.index} stayed unavailable") from error
+                waiting.appendleft(chunk)
+                idle.append(actor)
+                time.sleep(_UNAVAILABLE_PAUSE_S)
+                continue
             except lost as error:
                 deaths[actor] += 1
                 tries[chunk.index] += 1

@@ -119,17 +119,31 @@ class KillOnceFactory:
         return KillOnce(seed, self.marker, on_call=3)
 
 
+def _pid(actor: Any, deadline_s: float = 120.0) -> int:
+    """The actor's process id, waiting while Ray restarts it (a call then fails as unavailable)."""
+    import time
+
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            return int(ray.get(actor.pid.remote()))
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.5)
+
+
 def test_an_actor_killed_mid_chunk_is_restarted_and_its_chunk_replayed(tmp_path: Path) -> None:
     marker = tmp_path / "killed"
     run_episodes_on_ray(bm25, ENV, 4, num_actors=2, progress=False)  # the pool, whatever ran before
-    pids = {ray.get(actor.pid.remote()) for actor in _Pool.actors}
+    pids = {_pid(actor) for actor in _Pool.actors}
     on_ray = run_episodes_on_ray(
         KillOnceFactory(marker), ENV, 32, num_actors=2, num_envs=4, seed=3, progress=False
     )
     assert int(marker.read_text()) in pids  # an actor of the pool died on its third act call
     local = run_episodes(bm25(0), ENV, 32, num_envs=4, seed=3, progress=False)
     assert same(on_ray, local)  # every episode once, in order, as in-process
-    restarted = {ray.get(actor.pid.remote()) for actor in _Pool.actors}
+    restarted = {_pid(actor) for actor in _Pool.actors}
     assert len(restarted) == 2 and int(marker.read_text()) not in restarted
     # The pool survived: the restarted actor plays the next call.
     assert same(run_episodes_on_ray(bm25, ENV, 32, num_actors=2, num_envs=4, seed=3, progress=False), local)
