@@ -7,9 +7,8 @@
 Semantics are those of ``run_episodes``: group ``g`` is reset with seed ``seed + g`` and asks
 ``question_ids[g]`` (or the question its first member draws), and results come back in start
 order. A chunk starting at group ``g0`` is ``run_episodes`` with seed ``seed + g0`` on its slice
-of the questions, so its resets are the ones the in-process loop makes. A deterministic policy
-(``bm25``, ``oracle``, the probes, a greedy LM up to floating-point batching effects) therefore
-plays the same episodes with 0, 1 or N actors.
+of the questions, so a deterministic policy (``bm25``, ``oracle``, the probes, a greedy LM up
+to floating-point batching effects) plays the same episodes with 0, 1 or N actors.
 
 Each chunk builds its policy inside the actor from a picklable ``make_policy(seed)``, seeded
 from ``policy_seed`` and the chunk's first group, so a sampling policy draws other random numbers
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
     from agents.lm.policy import LMPolicy
 
 PolicyFactory = Callable[[int], Policy]
-
 # An actor that Ray is restarting answers "unavailable"; its chunk is resubmitted after a pause.
 _UNAVAILABLE_PAUSE_S = 0.25
 _MAX_UNAVAILABLE_WAITS = 480  # two minutes of restarting
