@@ -100,7 +100,7 @@ class LuceneCorpus(Corpus):
 
     A drop-in :class:`tasks.records.Corpus`: ``corpus[doc_id]``, ``len``, iteration and
     ``fingerprint()`` work; ``doc_ids`` (all ids, by Lucene doc number) is read from the index on
-    first use only, since at 21M passages it costs minutes and about 1.5 GB.
+    first use only, since at 21M passages it takes minutes and over a GB.
     """
 
     def __init__(self, index_path: str | os.PathLike[str]) -> None:  # no super().__init__: lazy
@@ -132,12 +132,12 @@ class LuceneCorpus(Corpus):
         return passage
 
     def _read_passage(self, doc_id: str) -> Passage | None:
-        utils = self._java.IndexReaderUtils
-        if utils.document(self._reader, doc_id) is None:
+        document = self._java.IndexReaderUtils.document(self._reader, doc_id)  # one id lookup
+        if document is None:
             return None
-        raw = utils.documentRaw(self._reader, doc_id)
-        contents = None if raw is not None else utils.documentContents(self._reader, doc_id)
-        return _passage_from_stored(doc_id, raw, contents, self.lucene_index_path)
+        return _passage_from_stored(
+            doc_id, document.get("raw"), document.get("contents"), self.lucene_index_path
+        )
 
     def __iter__(self) -> Iterator[str]:
         """The doc ids, by Lucene doc number."""
@@ -214,8 +214,8 @@ def open_prebuilt(
 
 
 def _check_corpus_matches(corpus: Mapping[str, Passage], searcher: Any, folder: Path, n_docs: int) -> None:
-    ids = list(corpus)
-    sample = ids[:3] + ids[-3:]
+    ids = getattr(corpus, "doc_ids", None) or tuple(corpus)  # a Corpus keeps its ids as a tuple
+    sample = list(ids[:3]) + list(ids[-3:])
     utils = _classes().IndexReaderUtils
     missing = [d for d in sample if utils.document(searcher.getIndexReader(), d) is None]
     if len(corpus) != n_docs or missing:

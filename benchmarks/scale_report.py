@@ -1,0 +1,130 @@
+"""The Markdown report of ``benchmarks.bench_scale``: the measured table and the 21M extrapolation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.bench_retrieval import size_label
+
+BACKENDS = ("bm25s", "pyserini")
+
+COLUMNS = (
+    ("passages", "n_docs", "{:,}"),
+    ("backend", "backend", "{}"),
+    ("build s", "build_seconds", "{}"),
+    ("build peak RSS MB", "build_peak_rss_mb", "{:,}"),
+    ("index MB", "index_disk_mb", "{:,}"),
+    ("load s", "load_seconds", "{}"),
+    ("verify s", "verify_seconds", "{}"),
+    ("corpus RSS MB", "corpus_rss_mb", "{:,}"),
+    ("RSS after load MB", "rss_after_load_mb", "{:,}"),
+    ("load ΔRSS MB", "load_delta_rss_mb", "{:,}"),
+    ("p50 ms", "p50_ms", "{}"),
+    ("p99 ms", "p99_ms", "{}"),
+    ("batched q/s", "batch_qps", "{:,}"),
+    ("q/CPU-s", "batch_qps_cpu", "{:,}"),
+    ("load avg", "serve_load_average", "{}"),
+    ("JVM heap", "jvm_heap", "{}"),
+)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table, with the machine and the notes."""
+    host = report["machine"]
+    lines = [
+        "# Retrieval at scale (synthetic passages)",
+        "",
+        f"Machine: {host['cpu']}, {host['cores']} cores shared with other jobs, "
+        f"{host['ram_total_gb']} GB RAM ({host['ram_available_gb_at_start']} GB available at start), "
+        f"load average {host['load_average_at_start']} at start; Python {host['python']}. "
+        "Everything at nice 19 and one thread; wall-clock figures include waiting for a core.",
+        "",
+        "| " + " | ".join(title for title, _, _ in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for run in sorted(report["runs"].values(), key=lambda r: (r["n_docs"], r["backend"])):
+        cells = [fmt.format(run[key]) if key in run else "" for _, key, fmt in COLUMNS]
+        note = run.get("skipped") or run.get("error")
+        lines.append("| " + " | ".join(cells) + " |" + (f" {note}" if note else ""))
+    estimates = extrapolate(report)
+    if estimates:
+        lines += [
+            "",
+            f"## Extrapolated to Wikipedia DPR ({DPR_PASSAGES:,} passages, {DPR_TERMS:.0f} terms each)",
+            "",
+            "Linear in indexed terms: the marginal cost per passage between the two largest measured "
+            "sizes (or cost / passages with one size), times 21M, times DPR's terms per passage over "
+            "the synthetic corpus's. Corpus RAM: a Python Corpus of all passages (the jsonl route); "
+            "a prebuilt index read through LuceneCorpus needs none of it.",
+            "",
+            "| backend | from | build h | index GB | build RAM GB (w/o corpus) | RSS after 1,000 queries GB "
+            "(w/o corpus) | corpus RAM GB |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in estimates:
+            build_gb = f"{row['build_gb']:.1f}"
+            if row["backend"] == "pyserini":  # the JVM heap is capped: Lucene flushes, it does not grow
+                build_gb = f"-Xmx + ~{row['build_gb'] - row['jvm_part_gb']:.1f} (Python side, est.)"
+            lines.append(
+                f"| {row['backend']} | {row['from']} | {row['build_h']:.1f} | {row['index_gb']:.1f} "
+                f"| {build_gb} | {row['load_gb']:.1f} | {row['corpus_gb']:.1f} |"
+            )
+    lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+DPR_PASSAGES = 21_015_324  # Pyserini's metadata for wikipedia-dpr-100w
+DPR_TERMS = 1_512_973_270 / DPR_PASSAGES  # indexed terms per passage (Lucene's analyzer): 72
+
+
+def extrapolate(report: dict[str, Any], n: int = DPR_PASSAGES) -> list[dict[str, Any]]:
+    """Per backend, the measured costs carried linearly to ``n`` DPR-sized passages."""
+    fields = {
+        "build_h": ("build_seconds", 1 / 3600),
+        "index_gb": ("index_disk_mb", 1 / 1024),
+        "build_gb": ("build_rest_mb", 1 / 1024),
+        "load_gb": ("serve_delta_rss_mb", 1 / 1024),
+        "corpus_gb": ("corpus_rss_mb", 1 / 1024),
+    }
+    rows = []
+    for backend in BACKENDS:
+        done = sorted(
+            (r for r in report["runs"].values() if r["backend"] == backend and "serve_worker_seconds" in r),
+            key=lambda r: r["n_docs"],
+        )
+        if not done:
+            continue
+        for run in done:
+            run["build_rest_mb"] = run["build_peak_rss_mb"] - run["corpus_rss_mb"]
+        big, small = done[-1], (done[-2] if len(done) > 1 else None)
+        terms = DPR_TERMS / (big["n_tokens"] / big["n_docs"])
+        row: dict[str, Any] = {"backend": backend, "from": ", ".join(size_label(r["n_docs"]) for r in done)}
+        for name, (key, unit) in fields.items():
+            if small is None:
+                per_passage = big[key] / big["n_docs"]
+            else:
+                per_passage = (big[key] - small[key]) / (big["n_docs"] - small["n_docs"])
+            row[name] = per_passage * n * terms * unit
+        # Of pyserini's build RAM, the JVM's part is bounded by -Xmx; what scales is the Python side
+        # (doc id list, vocabulary set), estimated at 120 bytes per passage.
+        row["jvm_part_gb"] = row["build_gb"] - 120 * n / 2**30
+        rows.append(row)
+    for run in report["runs"].values():
+        run.pop("build_rest_mb", None)
+    return rows
+
+
+NOTES = [
+    "memory: a worker starts only if its estimated peak (linear from the largest measured size) plus "
+    "3 GB fits in the memory available then, and ends itself if the machine's available memory falls "
+    "below 2 GB; refused and aborted runs are listed with the reason",
+    "JVM heap: pyserini's -Xmx (--jvm-heap); Anserini's RAM buffer is a third of it",
+    "build peak RSS: the worker process's peak resident memory during the build (corpus included), "
+    "sampled every 20 ms; pyserini's JVM runs in that process with the heap capped by --jvm-heap",
+    "load s: load_retriever in a fresh process after a full checksum pass (verify s, timed apart), "
+    "so it is the open alone; for bm25s it includes loading numba's cached machine code",
+    "RSS after load: the serve process's RSS right after load (corpus in memory, index mmapped); "
+    "load ΔRSS subtracts the RSS before the load (the corpus and interpreter)",
+    "p50/p99: 1,000 single queries (top-10) after 20 warm-up queries; batched q/s: the same 1,000 "
+    "in one search_batch call; q/CPU-s: the same per CPU-second of the process",
+]
