@@ -65,6 +65,17 @@ class TrainConfig:
     """Characters of each search hit's snippet (shorter snippets, shorter episodes)."""
     backend: str = "bm25s"
     """Retrieval backend of the env (bm25s, rank_bm25, pyserini)."""
+    dataset: str | None = None
+    """With --task jsonl: a dataset spec file (JSON with name, corpus, questions, evidence_field;
+    README 'Your own data'). Or name the files with --corpus and --questions."""
+    corpus: str | None = None
+    """With --task jsonl: the corpus JSONL ({id, contents} or {id, title, text} lines)."""
+    questions: str | None = None
+    """With --task jsonl: question JSONL per split, e.g. 'train=train.jsonl,test=test.jsonl'."""
+    evidence_field: str | None = None
+    """With --task jsonl: dotted field of each question's supporting doc ids, e.g.
+    'metadata.supporting_ids' (default: supporting_doc_ids, metadata.supporting_doc_ids or
+    HotpotQA's metadata.supporting_facts)."""
 
     # --- model and optimizer ----------------------------------------------------------------
     lora: bool = False
@@ -108,6 +119,10 @@ class TrainConfig:
     temperature: float = 1.0
     """Sampling temperature of training rollouts (log-probs are those of the tempered
     distribution the tokens were sampled from)."""
+    ray_actors: int = 0
+    """Collect rollouts on this many Ray actors, the step's weights shipped through the object
+    store (needs pip install -e .[ray]); 0 collects in this process. Same questions and resets,
+    other sampling streams (see agents.distributed)."""
 
     # --- SFT ----------------------------------------------------------------------------------
     sft_source: Literal["oracle", "rejection"] = "oracle"
@@ -125,6 +140,11 @@ class TrainConfig:
     """Passes over each rollout batch (default 2 for ppo, 1 otherwise: pure on-policy)."""
     minibatch_size: int | None = None
     """Episodes per optimizer step within a pass (default: half the batch for ppo, else all)."""
+    old_logprobs: Literal["rescore", "rollout"] = "rescore"
+    """Old log-probs of the surrogate: rescore (a no-grad forward pass over the batch, the same
+    pass as the update's, so the first ratio is exactly 1; logs logprob_gap) or rollout (those
+    recorded while sampling: no extra pass unless PPO's values or the KL reference need one;
+    first ratios off 1 by the sampling/training gap, ~1e-7 in fp32, ~1e-2 in bf16)."""
     aggregation: Literal["token-mean", "sequence-mean"] = "token-mean"
     """token-mean: every action token weighs the same; sequence-mean: every episode does."""
     kl_coef: float | None = None
@@ -176,8 +196,11 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ray_actors < 0:
+            raise ValueError(f"ray_actors must be >= 0, got {self.ray_actors}")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0 for training rollouts")
+        self.task_kwargs  # noqa: B018 (raises on dataset options that name no dataset)
         group = self.group_size or 1
         if self.episodes_per_step % group:
             raise ValueError(
@@ -198,6 +221,14 @@ class TrainConfig:
 
         return get_algorithm(self.algo).resolve(self)
 
+    @property
+    def task_kwargs(self) -> dict[str, Any]:
+        """The task loader's arguments: a jsonl dataset's files, else none (``tasks.dataset``)."""
+        from tasks.dataset import dataset_from_options, task_arguments
+
+        spec = dataset_from_options(self.dataset, self.corpus, self.questions, self.evidence_field)
+        return task_arguments(self.task, spec)[1]
+
     def env_kwargs(self, split: str | None = None) -> dict[str, Any]:
         """The ``gym.make`` arguments of this run's env (``split`` overrides the training split)."""
         kwargs: dict[str, Any] = {
@@ -209,6 +240,8 @@ class TrainConfig:
             "snippet_chars": self.snippet_chars,
             "backend": self.backend,
         }
+        if self.task_kwargs:
+            kwargs["task_kwargs"] = self.task_kwargs
         if self.hops is not None:
             kwargs["hops"] = self.hops
         if self.kinds:
@@ -225,6 +258,7 @@ class TrainConfig:
 RESUME_OVERRIDABLE = (
     *("steps", "progress", "tensorboard", "save_every", "keep_last", "eval_every", "resume"),
     "device",  # a run may continue on another machine; checkpoints load on either device
+    "ray_actors",  # where rollouts run; like device, it changes later samples, not the past
 )
 
 

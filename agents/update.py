@@ -53,13 +53,26 @@ def make_policy(run: Run, *, seed: int, greedy: bool) -> LMPolicy:
 
 
 def collect(run: Run, step: int) -> list[Trajectory]:
-    """Sample ``episodes_per_step`` episodes from the current policy, in groups of ``group_size``."""
+    """Sample ``episodes_per_step`` episodes from the current policy, in groups of ``group_size``.
+
+    With ``ray_actors > 0`` the episodes are played on Ray actors (``agents.distributed``).
+    """
     from agents.lm.trajectory import trajectories_from
     from agents.rollout import run_episodes
 
     cfg = run.cfg
     run.learner.model.eval()
     policy = make_policy(run, seed=step_seed(cfg.seed, step, 1), greedy=False)
+    if cfg.ray_actors > 0:
+        from agents.distributed import run_episodes_on_ray, ship_lm_policy
+
+        # The actors play this step's weights; each chunk samples from its own seed.
+        results = run_episodes_on_ray(
+            ship_lm_policy(policy), cfg.env_kwargs(), cfg.episodes_per_step, num_actors=cfg.ray_actors,
+            num_envs=cfg.num_envs, group_size=cfg.group_size or 1, seed=step_seed(cfg.seed, step, 2),
+            policy_seed=policy.seed, progress=False,
+        )  # fmt: skip
+        return trajectories_from(results)
     with torch_module().no_grad():
         results = run_episodes(
             policy,

@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_generation                  # tiny (fp32), smollm2-135m (fp32 and bf16)
     python -m benchmarks.bench_generation --configs tiny:float32 --episodes 16
+    python -m benchmarks.bench_generation --device cuda    # on a GPU: writes generation_cuda.json
 
 For each model the same questions are played twice with the same greedy ``LMPolicy``: once
 with ``num_envs=8`` (one batched, KV-cached decode across the envs that are still running)
@@ -12,40 +13,52 @@ what ``act`` costs) and of decode time alone (prefill work is the same in both r
 end-to-end episode wall time, the model load time from the cache and, unless skipped, the
 one-off SmolLM2 GGUF conversion time. The target is a >= 3x batched speed-up.
 
+Policy time is this process's CPU time on a CPU (``time.process_time``: a shared machine's
+other jobs do not count) and wall-clock time on a GPU (where the CPU mostly waits).
+
 Episodes outnumber envs (a finished env takes the next question) so the batch stays full;
 with as many episodes as envs, the last long episode runs alone and hides the batching.
-Writes ``benchmarks/results/generation.json``.
+Writes ``benchmarks/results/generation.json`` (``generation_cuda.json`` on a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agents.device import DEVICES, resolve_device
 from tasks.storage import atomic_write_json
 
-RESULTS = Path(__file__).parent / "results" / "generation.json"
+RESULTS = Path(__file__).parent / "results"
+
+
+def policy_clock(device: Any) -> Callable[[], float]:
+    """CPU time on a CPU (other jobs on a shared machine do not count), wall-clock on a GPU."""
+    return time.perf_counter if device.type == "cuda" else time.process_time
 
 
 class _TimedPolicy:
     """Wraps an LMPolicy and adds up the time spent in ``act``."""
 
-    def __init__(self, policy: Any) -> None:
+    def __init__(self, policy: Any, clock: Callable[[], float]) -> None:
         self.policy = policy
         self.name = policy.name
+        self.clock = clock
         self.seconds = 0.0
 
     def act(self, observations: Any, infos: Any) -> list[str]:
         """The wrapped policy's actions, timed."""
-        started = time.perf_counter()
+        started = self.clock()
         try:
             return self.policy.act(observations, infos)
         finally:
-            self.seconds += time.perf_counter() - started
+            self.seconds += self.clock() - started
 
     def reset(self, indices: Any = None) -> None:
         """Reset the wrapped policy's slots."""
@@ -61,11 +74,13 @@ def _run(model: Any, tokenizer: Any, env_kwargs: dict, question_ids: list[str], 
     from agents.rollout import run_episodes
 
     lm = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=args.max_new_tokens, seed=0)
-    policy = _TimedPolicy(lm)
+    on_cpu = lm.device.type != "cuda"
+    policy = _TimedPolicy(lm, policy_clock(lm.device))
     started = time.perf_counter()
     results = run_episodes(policy, env_kwargs, question_ids=question_ids, num_envs=num_envs, progress=False)
     wall = time.perf_counter() - started
     generated = sum(r.generated_tokens or 0 for r in results)
+    decode_seconds = lm.stats.decode_cpu_seconds if on_cpu else lm.stats.decode_seconds
     return {
         "num_envs": num_envs,
         "episodes": len(results),
@@ -74,11 +89,12 @@ def _run(model: Any, tokenizer: Any, env_kwargs: dict, question_ids: list[str], 
         "policy_seconds": policy.seconds,
         "wall_seconds": wall,
         "tokens_per_second": generated / policy.seconds,
-        "prefill_seconds": lm.stats.prefill_seconds,
+        "prefill_seconds": lm.stats.prefill_cpu_seconds if on_cpu else lm.stats.prefill_seconds,
         "prefill_tokens": lm.stats.prefill_tokens,
-        "decode_seconds": lm.stats.decode_seconds,
+        "shared_prompt_tokens": lm.stats.shared_prompt_tokens,
+        "decode_seconds": decode_seconds,
         "decode_steps": lm.stats.decode_steps,
-        "decode_tokens_per_second": lm.stats.decode_tokens_per_second,
+        "decode_tokens_per_second": lm.stats.generated_tokens / decode_seconds,
         "token_ids": [r.tokens.token_ids if r.tokens is not None else [] for r in results],
     }
 
@@ -87,12 +103,14 @@ def measure(source: str, dtype: str, n_episodes: int, args) -> dict[str, Any]:
     """Tokens per second of one model and dtype, batched across envs and one env at a time."""
     import torch
 
+    from agents.device import resolve_device
     from agents.lm.models import load_model
     from searchenv.resources import shared_task
 
     load_model(source)  # builds or converts on first use; the timed load below is the cached one
     started = time.perf_counter()
     model, tokenizer = load_model(source, dtype=dtype)
+    model = model.to(resolve_device(args.device))
     load_seconds = time.perf_counter() - started
     env_kwargs = {"split": "dev", "max_turns": args.max_turns, "top_k": 3}
     question_ids = [q.qid for q in shared_task("factbook").questions("dev")[:n_episodes]]
@@ -104,6 +122,7 @@ def measure(source: str, dtype: str, n_episodes: int, args) -> dict[str, Any]:
     return {
         "model": source,
         "compute_dtype": dtype,
+        "device": str(next(model.parameters()).device),
         "parameters": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "load_seconds_cached": load_seconds,
@@ -117,6 +136,31 @@ def measure(source: str, dtype: str, n_episodes: int, args) -> dict[str, Any]:
         "speedup_wall": sequential["wall_seconds"] / batched["wall_seconds"],
         "identical_outputs": same_tokens,
     }
+
+
+def machine_description(device: Any) -> dict[str, Any]:
+    """What a figure was measured on: CPU model and vector extension, load, versions, GPU."""
+    import torch
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line
+        ]
+        cpu = names[0] if names else cpu
+    machine: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
+    return machine
 
 
 def conversion_seconds() -> float:
@@ -146,20 +190,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--max-turns", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto", help="auto: CUDA when torch sees a GPU, else the CPU"
+    )
     parser.add_argument("--skip-conversion", action="store_true", help="do not time the SmolLM2 conversion")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="default: results/generation[_cuda].json")
     args = parser.parse_args(argv)
 
     import torch
 
+    device = resolve_device(args.device)  # a missing GPU fails here, before anything is measured
     torch.set_num_threads(args.threads)
+    out = args.out or RESULTS / ("generation_cuda.json" if device.type == "cuda" else "generation.json")
     results: dict[str, Any] = {
         "benchmark": "generation",
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu": platform.processor(),
-        },
+        "machine": machine_description(device),
+        "clock": "wall-clock" if device.type == "cuda" else "process CPU time",
         "models": [],
     }
     sources = []
@@ -171,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "smollm2-135m" in sources and not args.skip_conversion:
         results["smollm2_conversion_seconds"] = conversion_seconds()
 
-    atomic_write_json(args.out, results, indent=2, sort_keys=False)
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    atomic_write_json(out, results, indent=2, sort_keys=False)
     print(_table(results))
     return results
 

@@ -368,6 +368,103 @@ def test_policy_accepts_vector_env_batches(tiny) -> None:
     assert sum(policy.pop_episode(1).action_mask) >= 1
 
 
+# -- fast paths: shared prompts, fewer decodes, the trainer's view ------------------------------
+
+
+def _grouped_episodes(policy: LMPolicy) -> list[Trajectory]:
+    return trajectories_from(
+        run_episodes(policy, ENV_KWARGS, 8, num_envs=4, group_size=4, seed=7, progress=False)
+    )
+
+
+def test_group_members_share_one_prompt_prefill(tiny) -> None:
+    """A GRPO group prefills its prompt once; the episodes are those of a policy that never shares."""
+    model, tokenizer = tiny
+    shared = LMPolicy(model, tokenizer, temperature=0.8, max_new_tokens=10, seed=4)
+    alone = LMPolicy(model, tokenizer, temperature=0.8, max_new_tokens=10, seed=4, prompt_cache_size=0)
+    with_cache, without = _grouped_episodes(shared), _grouped_episodes(alone)
+    prompt_tokens = sum(t.action_mask.index(1) for t in with_cache)
+    assert shared.stats.shared_prompt_tokens == prompt_tokens * 3 // 4  # 3 of 4 members reuse it
+    assert alone.stats.shared_prompt_tokens == 0
+    assert shared.stats.prefill_tokens == alone.stats.prefill_tokens - shared.stats.shared_prompt_tokens
+    for a, b in zip(with_cache, without, strict=True):
+        assert (a.token_ids, a.logprobs) == (b.token_ids, b.logprobs)  # bitwise: the same tensors
+
+
+def test_prompt_cache_forgets_prompts_when_the_weights_change(tiny) -> None:
+    model, tokenizer = tiny
+    policy = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=4)
+    for turn in range(2):
+        policy.act([PROMPTS[0]], [{"turn": 0, "slot": 0}])
+        if turn == 0:
+            with torch.no_grad():  # what an optimizer step does: an in-place update
+                model.lm_head.weight.mul_(1.0)
+    assert policy.stats.shared_prompt_tokens == 0
+    policy.act([PROMPTS[0]], [{"turn": 0, "slot": 0}])
+    assert policy.stats.shared_prompt_tokens == len(policy.format.prompt_ids(PROMPTS[0]))
+
+
+def test_closing_tags_are_found_without_decoding_every_token(tiny) -> None:
+    """Decoding the action only after tokens that hold '>' finds the same stops as decoding always."""
+    from agents.lm.tokens import closing_token_ids
+
+    model, tokenizer = tiny
+    may_close = closing_token_ids(tokenizer)
+    assert may_close is not None
+    assert all(t in may_close for t in tokenizer.convert_tokens_to_ids(["</search>", "</read>", "</answer>"]))
+    assert all(t in may_close for t in range(len(tokenizer)) if ">" in tokenizer.decode([t]))
+    fast = LMPolicy(model, tokenizer, temperature=1.3, max_new_tokens=24, seed=9)
+    slow = LMPolicy(model, tokenizer, temperature=1.3, max_new_tokens=24, seed=9)
+    slow._may_close = None
+    assert _play_two_turns(fast, [0, 1, 2]) == _play_two_turns(slow, [0, 1, 2])
+    for index in range(3):
+        assert fast.pop_episode(index).token_ids == slow.pop_episode(index).token_ids
+
+
+def test_trainer_forward_rescores_exactly_the_sampled_tokens(tiny) -> None:
+    """The update's forward pass gives back the rollout's log-probs of the tokens it sampled."""
+    from agents.update import forward
+
+    model, tokenizer = tiny
+    policy = LMPolicy(model, tokenizer, temperature=0.7, max_new_tokens=12, seed=1)
+    trajectories = _grouped_episodes(policy)
+    assert policy.stats.shared_prompt_tokens > 0
+    batch = pad_batch(trajectories, pad_id=0)
+    with torch.no_grad():
+        out = forward(model, batch, temperature=policy.logprob_temperature)
+    recorded = batch["old_logprobs"][:, 1:]
+    assert torch.equal(out.action_mask, batch["action_mask"][:, 1:].bool())
+    assert int(out.action_mask.sum()) == sum(t.n_generated for t in trajectories)
+    assert torch.allclose(out.logprobs[out.action_mask], recorded[out.action_mask], atol=1e-3)
+
+
+def test_rollout_logprobs_replace_the_rescoring_pass(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``old_logprobs="rollout"``: no forward pass, and old log-probs within fp32 noise of rescoring."""
+    from types import SimpleNamespace
+
+    from agents.algos import pg
+    from agents.config import TrainConfig
+
+    model, tokenizer = tiny
+    trajectories = _grouped_episodes(LMPolicy(model, tokenizer, max_new_tokens=12, seed=2))
+    learner = SimpleNamespace(model=model, tokenizer=tokenizer, value_head=None, reference=None)
+    algorithm = SimpleNamespace(logprob_temperature=lambda cfg: cfg.temperature)
+
+    def scored(mode: str) -> pg.Scored:
+        cfg = TrainConfig(algo="nsr", old_logprobs=mode, micro_batch_size=3).resolved()
+        return pg.score(SimpleNamespace(cfg=cfg, learner=learner, algorithm=algorithm), trajectories)
+
+    rescored = scored("rescore")
+    passes = []
+    monkeypatch.setattr(pg, "run_forward", lambda *args, **kwargs: passes.append(1))
+    recorded = scored("rollout")
+    assert not passes and recorded.logprob_gap is None
+    for i in range(len(trajectories)):
+        assert torch.equal(recorded.masks[i], rescored.masks[i])
+        assert torch.allclose(recorded.old_logprobs[i], rescored.old_logprobs[i], atol=1e-4)
+    assert rescored.logprob_gap is not None and rescored.logprob_gap < 1e-4
+
+
 # -- SmolLM2 (slow: conversion on first use, bigger model) -------------------------------------
 
 

@@ -3,7 +3,8 @@
     collect    ``episodes_per_step`` episodes from the current policy (GRPO: groups of
                ``group_size`` episodes sharing a question and reset seed)
     score      old log-probs (and the reference's, for KL) with the same forward pass as the
-               update, so the first ratio is exactly 1
+               update, so the first ratio is exactly 1; or, with ``old_logprobs="rollout"``,
+               the log-probs recorded while sampling, which saves that forward pass
     advantage  one per episode, broadcast to its action tokens:
                GRPO   (r - mean_g) / std_g over the episode's group
                NSR    r - 1 with r the binary correctness: only wrong episodes get gradient
@@ -134,31 +135,48 @@ def reference_logprobs(run: Run, batch: dict[str, Any]) -> Tensor:
 
 
 def score(run: Run, trajectories: Sequence[Trajectory]) -> Scored:
-    """Old log-probs, values and reference log-probs of every sequence, without gradient."""
+    """Old log-probs, values and reference log-probs of every sequence, without gradient.
+
+    With ``old_logprobs="rescore"`` the old log-probs come from the trainer's own forward pass
+    (the first ratio is exactly 1, and ``logprob_gap`` checks them against the rollout's). With
+    ``"rollout"`` they are the log-probs recorded while sampling, and a forward pass runs only
+    for what still needs one: PPO's values, the KL reference.
+    """
     from agents.lm.trajectory import pad_batch
 
     cfg, learner = run.cfg, run.learner
+    device = model_device(learner.model)
     lengths = [len(t.token_ids) - 1 for t in trajectories]
     empty = [torch.zeros(0)] * len(trajectories)
     scored = Scored(list(empty), list(empty), list(empty), list(empty))
+    rescore = cfg.old_logprobs == "rescore"
+    if not rescore:
+        for i, trajectory in enumerate(trajectories):
+            scored.masks[i] = torch.tensor(trajectory.action_mask[1:], dtype=torch.bool, device=device)
+            scored.old_logprobs[i] = torch.tensor(trajectory.logprobs[1:], dtype=torch.float32, device=device)
+    policy_pass = rescore or learner.value_head is not None
+    reference_pass = (cfg.kl_coef or 0.0) > 0
+    if not (policy_pass or reference_pass):
+        return scored
     gaps = []
     learner.model.eval()
     with torch.no_grad():
         for rows in chunks(range(len(trajectories)), cfg.micro_batch_size):
-            batch = pad_batch(
-                [trajectories[i] for i in rows], pad_id(learner.tokenizer), device=model_device(learner.model)
-            )
-            out = run_forward(run, learner.model, batch)
-            reference = reference_logprobs(run, batch) if (cfg.kl_coef or 0.0) > 0 else None
+            batch = pad_batch([trajectories[i] for i in rows], pad_id(learner.tokenizer), device=device)
+            out = run_forward(run, learner.model, batch) if policy_pass else None
+            reference = reference_logprobs(run, batch) if reference_pass else None
             sampled = batch["old_logprobs"][:, 1:]  # token-aligned -> shifted like out.logprobs
             for j, i in enumerate(rows):
                 n = lengths[i]
-                scored.masks[i] = out.action_mask[j, :n]
-                scored.old_logprobs[i] = out.logprobs[j, :n]
-                if out.values is not None:
-                    scored.old_values[i] = out.values[j, :n]
                 if reference is not None:
                     scored.ref_logprobs[i] = reference[j, :n]
+                if out is None:
+                    continue
+                if out.values is not None:
+                    scored.old_values[i] = out.values[j, :n]
+                if rescore:
+                    scored.masks[i] = out.action_mask[j, :n]
+                    scored.old_logprobs[i] = out.logprobs[j, :n]
                 if sampled.shape[1] >= n:
                     gaps.append((sampled[j, :n] - out.logprobs[j, :n]).abs()[scored.masks[i]])
     if gaps:

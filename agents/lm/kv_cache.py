@@ -1,13 +1,19 @@
 """KV caches for batched decoding: per-slot caches left-padded into one preallocated buffer.
 
 ``LMPolicy`` keeps one cache per env slot between turns. To decode several slots together,
-``left_padded_cache`` stacks them right-aligned into buffers with room for the new tokens, and
-``DecodeBatch`` tracks which rows still decode; ``slab_layer_class`` is a cache layer that
-writes each new token in place.
+``DecodeBatch.start`` stacks them right-aligned into buffers with room for the new tokens, with
+an additive attention mask that hides the padding; ``slab_layer_class`` is a cache layer that
+writes each new token in place. ``PromptCache`` remembers the caches of recent prompts, so the
+episodes of a GRPO group (which share their prompt) prefill it once.
+
+Cached tensors are never written in place once a slot holds them (the slab buffers are copies,
+and transformers' ``DynamicLayer`` grows a cache by concatenation), so slots may share them.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,25 +22,37 @@ from agents.lm.models import require_torch
 if TYPE_CHECKING:
     from agents.lm.policy import SlotState
 
+LayerCache = list[tuple[Any, Any]]  # per layer (keys, values), [1, heads, tokens, dim]
+
 
 @dataclass
 class DecodeBatch:
     """The rows still decoding: ``rows[p]`` is the index (into ``states``) of batch row ``p``.
 
-    Per-slot lists (``generated``, ``logprobs``, ``active``, ``closing``) are indexed by
-    slot index; tensors (``key_real``, ``next_position``, the cache) by batch row.
+    Per-slot lists (``generated``, ``logprobs``, ``active``, ``closing``, ``first_column``) are
+    indexed by slot index; ``sampling`` and ``ending`` hold batch positions (the rows the next
+    step samples, and those stopped by a tag or the budget that get their end-of-turn
+    log-prob), ``sampling_rows`` and ``ending_rows`` the same positions on the device;
+    tensors (``bias``, the cache) are indexed by batch row. A slot's real cache columns are
+    contiguous: its old tokens end at the first decode column and every decode step until it
+    stops adds one, so ``first_column`` and its token count locate them without reading the
+    device.
     """
 
     states: list[SlotState]
     cache: Any
-    key_real: Any  # [rows, capacity] bool: which cache columns hold real tokens
-    next_position: Any  # [rows] long: the position id of each row's next token
+    bias: Any  # [rows, 1, 1, capacity]: 0 on columns a row may attend to, the dtype's min elsewhere
     column: int  # cache columns written so far
     rows: list[int] = field(default_factory=list)
     generated: list[list[int]] = field(default_factory=list)
     logprobs: list[list[float]] = field(default_factory=list)
     active: list[bool] = field(default_factory=list)  # still sampling
     closing: list[bool] = field(default_factory=list)  # stopped by a tag or the budget: end token next
+    first_column: list[int] = field(default_factory=list)
+    sampling: list[int] = field(default_factory=list)
+    ending: list[int] = field(default_factory=list)
+    sampling_rows: Any = None  # None: every row
+    ending_rows: Any = None
 
     def __post_init__(self) -> None:
         count = len(self.states)
@@ -43,9 +61,55 @@ class DecodeBatch:
         self.logprobs = [[] for _ in range(count)]
         self.active = [True] * count
         self.closing = [False] * count
+        self.first_column = [self.column - state.cached for state in self.states]
+        self.sampling = list(range(count))
+
+    @classmethod
+    def start(cls, states: list[SlotState], new_columns: int, dtype: Any) -> DecodeBatch:
+        """The slots' caches right-aligned at the longest one, with ``new_columns`` free columns."""
+        torch, _ = require_torch()
+        width = max(state.cached for state in states)
+        cache = left_padded_cache(states, width, width + new_columns)
+        device = cache.layers[0].key_buffer.device
+        bias = torch.full((len(states), 1, 1, width + new_columns), torch.finfo(dtype).min, dtype=dtype)
+        for row, state in enumerate(states):
+            bias[row, :, :, width - state.cached : width] = 0.0
+        return cls(states, cache, bias.to(device), width)
+
+    def fed(self) -> list[bool]:
+        """Per batch row: whether its last sampled token goes into the cache at the next step."""
+        return [self.active[index] or self.closing[index] for index in self.rows]
+
+    def next_inputs(self, pad_id: int, compact: bool) -> tuple[Any, Any, Any]:
+        """The next step's (input ids, position ids, fed mask) [rows], on the device.
+
+        With ``compact``, the rows not fed leave the batch first (commit them before). Every
+        per-step input, including the positions the step after samples or ends, crosses to
+        the device in one transfer.
+        """
+        torch, _ = require_torch()
+        fed = self.fed()
+        keep = [position for position, row_fed in enumerate(fed) if row_fed or not compact]
+        inputs, positions = [], []
+        for position in keep:
+            index = self.rows[position]
+            inputs.append(self.generated[index][-1] if fed[position] else pad_id)
+            positions.append(
+                self.states[index].cached + len(self.generated[index]) - 1 if fed[position] else 0
+            )
+        self.rows = [self.rows[position] for position in keep]
+        self.sampling = [p for p, index in enumerate(self.rows) if self.active[index]]
+        self.ending = [p for p, index in enumerate(self.rows) if self.closing[index]]
+        host = [inputs, positions, [int(fed[position]) for position in keep]]
+        host += [_padded(self.sampling, len(keep)), _padded(self.ending, len(keep)), keep]
+        step = torch.tensor(host, dtype=torch.long, device=self.bias.device)
+        if len(keep) < len(fed):
+            self.select(step[5])
+        self.sampling_rows, self.ending_rows = step[3, : len(self.sampling)], step[4, : len(self.ending)]
+        return step[0], step[1], step[2].bool()
 
     def select(self, keep: Any) -> None:
-        """Keep only the batch rows in ``keep`` (a long tensor of row positions)."""
+        """Keep only the batch rows in ``keep`` (a long tensor of row positions, on the device)."""
         _, transformers = require_torch()
         slab_layer = slab_layer_class()
         self.cache = transformers.cache_utils.Cache(
@@ -58,9 +122,26 @@ class DecodeBatch:
                 for layer in self.cache.layers
             ]
         )
-        self.key_real = self.key_real.index_select(0, keep)
-        self.next_position = self.next_position.index_select(0, keep)
-        self.rows = [self.rows[position] for position in keep.tolist()]
+        self.bias = self.bias.index_select(0, keep)
+
+    def real_cache(self, position: int, length: int) -> LayerCache:
+        """Copies of row ``position``'s ``length`` real cache columns, per layer."""
+        index = self.rows[position]
+        start, stop = self.first_column[index], self.first_column[index] + length
+        if stop > self.column:
+            raise RuntimeError(f"cache bookkeeping error: {length} tokens past column {self.column}")
+        return [
+            (
+                layer.key_buffer[position : position + 1, :, start:stop].clone(),
+                layer.value_buffer[position : position + 1, :, start:stop].clone(),
+            )
+            for layer in self.cache.layers
+        ]
+
+
+def _padded(values: list[int], width: int) -> list[int]:
+    """``values`` padded with zeros to ``width`` entries (the rows of one tensor)."""
+    return values + [0] * (width - len(values))
 
 
 _SLAB_LAYER: Any = None
@@ -111,13 +192,11 @@ def slab_layer_class() -> Any:
     return _SLAB_LAYER
 
 
-def left_padded_cache(states: list[SlotState], width: int, capacity: int) -> tuple[Any, Any]:
+def left_padded_cache(states: list[SlotState], width: int, capacity: int) -> Any:
     """Stack the slots' caches right-aligned at ``width`` into buffers of ``capacity`` columns."""
-    torch, transformers = require_torch()
+    _, transformers = require_torch()
     rows = len(states)
     caches = [state.cache or [] for state in states]
-    device = caches[0][0][0].device if caches[0] else None
-    key_real = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
     slab_layer = slab_layer_class()
     layers = []
     for layer_index in range(len(caches[0])):
@@ -129,6 +208,44 @@ def left_padded_cache(states: list[SlotState], width: int, capacity: int) -> tup
             keys[row, :, width - state.cached : width] = row_keys[0]
             values[row, :, width - state.cached : width] = row_values[0]
         layers.append(slab_layer(keys, values, width))
-    for row, state in enumerate(states):
-        key_real[row, width - state.cached : width] = True
-    return transformers.cache_utils.Cache(layers=layers), key_real
+    return transformers.cache_utils.Cache(layers=layers)
+
+
+class PromptCache:
+    """The KV caches and last logits of the most recent prompts, keyed by their token ids.
+
+    A prompt's cache depends only on its tokens and the weights, so an equal prompt (the
+    members of a GRPO group, a repeated question) reuses the entry: the same tensors a prefill
+    would compute, without running it. Entries are dropped when the weights change: the
+    weights' version (the sum of the parameters' in-place update counters, which an
+    optimizer step or a load advances) is part of the lookup.
+    """
+
+    def __init__(self, size: int) -> None:
+        """Keep at most ``size`` prompts (0 keeps none)."""
+        self.size = size
+        self._entries: OrderedDict[tuple[int, ...], tuple[LayerCache, Any]] = OrderedDict()
+        self._version: int | None = None
+
+    def get(self, tokens: Sequence[int], version: int) -> tuple[LayerCache, Any] | None:
+        """The (cache, last logits [1, V]) of ``tokens`` under weights ``version``, or None."""
+        if version != self._version:
+            self._entries.clear()
+            self._version = version
+        entry = self._entries.get(tuple(tokens))
+        if entry is not None:
+            self._entries.move_to_end(tuple(tokens))
+        return entry
+
+    def put(self, tokens: Sequence[int], cache: LayerCache, logits: Any) -> None:
+        """Remember ``tokens``' cache and last logits, forgetting the oldest entry when full."""
+        if self.size < 1:
+            return
+        self._entries[tuple(tokens)] = (cache, logits)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+def weights_version(model: Any) -> int:
+    """A number that changes whenever any of ``model``'s parameters is modified in place."""
+    return sum(parameter._version for parameter in model.parameters())

@@ -7,14 +7,19 @@ How one ``act`` call works, for the envs (slots) it is given:
    budget requires it.
 2. Prefill, one slot at a time, on top of that slot's own KV cache: only the tokens the
    cache does not hold yet are run (the new segment plus the previous turn's end-of-turn
-   token). No padding, so no wasted compute.
+   token). No padding, so no wasted compute. A prompt equal to a recent one (the episodes of
+   a GRPO group share theirs) takes that prompt's cache and logits instead (``PromptCache``):
+   the same tensors, not recomputed.
 3. Decode all slots together. The slots' caches are left-padded into one preallocated
    buffer; a 4-D attention mask hides the padding and each row carries its own position
    ids. Every step samples one token per unfinished row with a seeded ``torch.Generator``.
    A row stops at its first closing action tag (``</search>``, ``</read>``, ``</answer>``),
    at an end-of-turn/EOS token, or after ``max_new_tokens``. A row stopped by a tag or by
    the budget gets the end-of-turn token appended; its log-prob comes from one more decode
-   step that also puts the last sampled token in the cache.
+   step that also puts the last sampled token in the cache. Sampling and log-prob gathers
+   are batched tensor ops; each step moves data between host and device once each way
+   (the sampled tokens and their log-probs to the host, which must read the text for
+   closing tags; the next inputs back).
 4. Each row's real cache entries are cut back out of the buffer and kept for the next turn.
 
 Log-probs: ``log_softmax(logits / T)`` of the chosen token, where ``T`` is
@@ -35,9 +40,9 @@ from typing import Any
 
 from agents.lm.chat import ChatFormat, chat_format
 from agents.lm.compat import cache_kwargs, output_cache
-from agents.lm.kv_cache import DecodeBatch, left_padded_cache
+from agents.lm.kv_cache import DecodeBatch, LayerCache, PromptCache, weights_version
 from agents.lm.models import require_torch
-from agents.lm.tokens import ContextBudget, EpisodeTokens, context_limit
+from agents.lm.tokens import ContextBudget, EpisodeTokens, closing_token_ids, context_limit
 from agents.policy import slot
 
 CLOSING_TAG = re.compile(r"</(?:search|read|answer)>")
@@ -48,23 +53,30 @@ class SlotState:
     """One env's running episode: its token record and the KV cache of its first ``cached`` tokens."""
 
     record: EpisodeTokens = field(default_factory=EpisodeTokens)
-    cache: list[tuple[Any, Any]] | None = None  # per layer (keys, values), [1, heads, cached, dim]
+    cache: LayerCache | None = None  # per layer (keys, values), [1, heads, cached, dim]
     cached: int = 0
 
 
 @dataclass
 class GenerationStats:
-    """Running totals of where generation time goes (reset them by assigning a new instance)."""
+    """Running totals of where generation time goes (reset them by assigning a new instance).
+
+    ``*_seconds`` are wall-clock; ``*_cpu_seconds`` are this process's CPU time (all threads),
+    the comparable figure on a shared CPU. On a GPU, wall-clock is the one that counts.
+    """
 
     prefill_seconds: float = 0.0
-    prefill_tokens: int = 0
+    prefill_cpu_seconds: float = 0.0
+    prefill_tokens: int = 0  # tokens run through the model by prefills
+    shared_prompt_tokens: int = 0  # prompt tokens taken from the prompt cache instead
     decode_seconds: float = 0.0
+    decode_cpu_seconds: float = 0.0
     decode_steps: int = 0  # batched forward steps
     generated_tokens: int = 0  # sampled tokens plus appended end-of-turn tokens
 
     @property
     def decode_tokens_per_second(self) -> float:
-        """Generated tokens per second of decoding."""
+        """Generated tokens per second of decoding (wall-clock)."""
         return self.generated_tokens / self.decode_seconds if self.decode_seconds else 0.0
 
 
@@ -88,8 +100,10 @@ class LMPolicy:
         seed: int = 0,
         max_context_tokens: int | None = None,
         observation_role: str = "user",
+        prompt_cache_size: int = 8,
         name: str = "lm",
     ) -> None:
+        """Wrap ``model`` and ``tokenizer``; ``prompt_cache_size`` recent prompts keep their KV cache."""
         torch, _ = require_torch()
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -121,6 +135,8 @@ class LMPolicy:
         )
         self._slots: dict[int, SlotState] = {}
         self._exhausted: set[int] = set()
+        self.prompt_cache = PromptCache(prompt_cache_size)
+        self._may_close = closing_token_ids(tokenizer)
         self.stats = GenerationStats()
 
     @property
@@ -193,15 +209,16 @@ class LMPolicy:
         self.model.eval()
         try:
             with torch.no_grad():
-                started = time.perf_counter()
-                before = sum(len(state.record.token_ids) - state.cached for state in states)
-                first_logits = torch.cat([self._prefill(state) for state in states])
-                decoding = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
+                version = weights_version(self.model)
+                first_logits = torch.cat([self._prefill(state, version) for state in states])
+                decoding, cpu_decoding = time.perf_counter(), time.process_time()
                 self.stats.prefill_seconds += decoding - started
-                self.stats.prefill_tokens += before
+                self.stats.prefill_cpu_seconds += cpu_decoding - cpu_started
                 generated_before = sum(state.record.n_generated for state in states)
                 texts = self._decode(states, first_logits)
                 self.stats.decode_seconds += time.perf_counter() - decoding
+                self.stats.decode_cpu_seconds += time.process_time() - cpu_decoding
                 self.stats.generated_tokens += (
                     sum(state.record.n_generated for state in states) - generated_before
                 )
@@ -209,10 +226,21 @@ class LMPolicy:
         finally:
             self.model.train(was_training)
 
-    def _prefill(self, state: SlotState) -> Any:
-        """Run the slot's uncached tokens on top of its cache; return the last logits [1, V]."""
+    def _prefill(self, state: SlotState, version: int) -> Any:
+        """Run the slot's uncached tokens on top of its cache; return the last logits [1, V].
+
+        A fresh slot whose prompt is in the prompt cache takes the cached tensors instead.
+        """
         torch, transformers = require_torch()
         new_tokens = state.record.token_ids[state.cached :]
+        fresh = state.cached == 0
+        if fresh:
+            hit = self.prompt_cache.get(new_tokens, version)
+            if hit is not None:
+                state.cache, logits = hit
+                state.cached = len(new_tokens)
+                self.stats.shared_prompt_tokens += len(new_tokens)
+                return logits
         past = (
             transformers.DynamicCache(ddp_cache_data=state.cache)
             if state.cache
@@ -228,95 +256,110 @@ class LMPolicy:
         cache = output_cache(output)
         state.cache = [(layer.keys, layer.values) for layer in cache.layers]
         state.cached += len(new_tokens)
-        return output.logits[:, -1].float()
+        self.stats.prefill_tokens += len(new_tokens)
+        logits = output.logits[:, -1].float()
+        if fresh:
+            self.prompt_cache.put(new_tokens, state.cache, logits)
+        return logits
 
     def _decode(self, states: list[SlotState], logits: Any) -> list[str]:
         """Sample every slot's action together; ``logits`` [N, V] are the prefill's last logits."""
         torch, _ = require_torch()
-        lengths = [state.cached for state in states]
-        width = max(lengths)
-        cache, key_real = left_padded_cache(states, width, width + self.max_new_tokens + 1)
-        batch = DecodeBatch(states, cache, key_real, torch.tensor(lengths, device=self.device), column=width)
-        end_id = self.format.end_of_turn_id
+        batch = DecodeBatch.start(states, self.max_new_tokens + 1, self.model.dtype)
         mask_value = torch.finfo(self.model.dtype).min
         texts = [""] * len(states)
         while True:
-            log_dist = torch.log_softmax(logits / self.logprob_temperature, dim=-1)
-            for position, index in enumerate(batch.rows):
-                if batch.closing[index]:
-                    batch.logprobs[index].append(float(log_dist[position, end_id]))
-                    batch.closing[index] = False
-            sampling = [position for position, index in enumerate(batch.rows) if batch.active[index]]
-            if not sampling:
+            tokens, logprobs, end_logprobs = self._draw(logits, batch)
+            for position, logprob in zip(batch.ending, end_logprobs, strict=True):
+                index = batch.rows[position]
+                batch.logprobs[index].append(logprob)
+                batch.closing[index] = False
+            if not batch.sampling:
                 break
-            fed = torch.zeros(len(batch.rows), dtype=torch.bool, device=self.device)
-            step_input = torch.full((len(batch.rows), 1), self.pad_id, dtype=torch.long, device=self.device)
-            for position, token in zip(sampling, self._sample(logits[sampling]).tolist(), strict=True):
+            for position, token, logprob in zip(batch.sampling, tokens, logprobs, strict=True):
                 index = batch.rows[position]
                 batch.generated[index].append(token)
-                batch.logprobs[index].append(float(log_dist[position, token]))
+                batch.logprobs[index].append(logprob)
                 if token in self.format.stop_token_ids:
                     batch.active[index] = False
-                    continue
-                fed[position] = True
-                step_input[position, 0] = token
-                text = self.format.decode_action(batch.generated[index])
-                if CLOSING_TAG.search(text) or len(batch.generated[index]) >= self.max_new_tokens:
+                elif self._stops(batch.generated[index]):
                     batch.active[index] = False
                     batch.closing[index] = True
-            if not fed.any():  # every row ended with an end token: nothing left to run
+            fed = batch.fed()
+            if not any(fed):  # every row ended with an end token: nothing left to run
                 break
-            if 2 * int((~fed).sum()) >= len(batch.rows):
+            compact = 2 * fed.count(False) >= len(fed)
+            if compact:
                 # Half the rows are done: drop them so the rest stop paying for their padding.
-                for position in (~fed).nonzero().squeeze(1).tolist():
+                for position in (p for p, row_fed in enumerate(fed) if not row_fed):
                     texts[batch.rows[position]] = self._finish(batch, position)
-                keep = fed.nonzero().squeeze(1)
-                batch.select(keep)
-                fed, step_input = fed[keep], step_input[keep]
-            # One decode step: fed rows add their token; the others add a pad that only sees itself.
-            column = batch.column
-            batch.key_real[:, column] = fed
-            visible = batch.key_real[:, : column + 1].clone()
-            visible[:, column] = True
-            attention = torch.zeros(
-                len(batch.rows), 1, 1, column + 1, dtype=self.model.dtype, device=self.device
-            )
-            attention.masked_fill_(~visible[:, None, None, :], mask_value)
-            positions = torch.where(fed, batch.next_position, torch.zeros_like(batch.next_position))
-            output = self.model(
-                input_ids=step_input,
-                attention_mask=attention,
-                position_ids=positions[:, None],
-                use_cache=True,
-                **cache_kwargs(self.model, batch.cache),
-            )
-            logits = output.logits[:, -1].float()
-            batch.next_position += fed.long()
-            batch.column += 1
-            self.stats.decode_steps += 1
-        for position, index in enumerate(batch.rows):
-            texts[index] = self._finish(batch, position)
+            logits = self._forward_step(batch, *batch.next_inputs(self.pad_id, compact), mask_value)
+        for position in range(len(batch.rows)):
+            texts[batch.rows[position]] = self._finish(batch, position)
         return texts
+
+    def _draw(self, logits: Any, batch: DecodeBatch) -> tuple[list[int], list[float], list[float]]:
+        """Sample the batch's sampling rows; their tokens, log-probs and the ending rows' end log-probs.
+
+        The tokens and log-probs are gathered on the device and reach the host in one transfer.
+        """
+        torch, _ = require_torch()
+        log_dist = torch.log_softmax(logits / self.logprob_temperature, dim=-1)
+        parts = []
+        if batch.sampling:
+            if batch.sampling_rows is None or len(batch.sampling) == logits.shape[0]:
+                tokens = self._sample(logits)
+                picked = log_dist.gather(1, tokens[:, None]).squeeze(1)
+            else:
+                tokens = self._sample(logits.index_select(0, batch.sampling_rows))
+                picked = log_dist[batch.sampling_rows, tokens]
+            parts += [tokens.to(torch.float64), picked.to(torch.float64)]
+        if batch.ending:
+            parts.append(log_dist[batch.ending_rows, self.format.end_of_turn_id].to(torch.float64))
+        values: list[float] = torch.cat(parts).tolist() if parts else []
+        count = len(batch.sampling)
+        return [int(t) for t in values[:count]], values[count : 2 * count], values[2 * count :]
+
+    def _stops(self, generated: list[int]) -> bool:
+        """Whether an action ends after its last (non-end) token: a closing tag, or the budget.
+
+        A closing tag ends with ``>``, so the text can only gain one when the new token holds
+        ``>``; other tokens skip decoding the action.
+        """
+        if len(generated) >= self.max_new_tokens:
+            return True
+        if self._may_close is not None and generated[-1] not in self._may_close:
+            return False
+        return CLOSING_TAG.search(self.format.decode_action(generated)) is not None
+
+    def _forward_step(
+        self, batch: DecodeBatch, inputs: Any, positions: Any, fed: Any, mask_value: float
+    ) -> Any:
+        """One decode step: fed rows add their token; the others add a pad that only sees itself."""
+        column = batch.column
+        batch.bias[:, :, :, column] = 0.0
+        output = self.model(
+            input_ids=inputs[:, None],
+            attention_mask=batch.bias[:, :, :, : column + 1],
+            position_ids=positions[:, None],
+            use_cache=True,
+            **cache_kwargs(self.model, batch.cache),
+        )
+        batch.bias[:, 0, 0, column].masked_fill_(~fed, mask_value)  # later steps must not see a pad
+        batch.column += 1
+        self.stats.decode_steps += 1
+        return output.logits[:, -1].float()
 
     def _finish(self, batch: DecodeBatch, position: int) -> str:
         """Commit a finished row: its tokens and log-probs, and its real cache columns."""
         index = batch.rows[position]
         state, tokens = batch.states[index], batch.generated[index]
-        committed = (
-            tokens if tokens[-1] in self.format.stop_token_ids else [*tokens, self.format.end_of_turn_id]
-        )
+        ended = tokens[-1] in self.format.stop_token_ids
+        committed = tokens if ended else [*tokens, self.format.end_of_turn_id]
+        cached = state.cached + len(tokens) - int(ended)  # every token but an end token was fed
         state.record.extend(committed, generated=True, logprobs=batch.logprobs[index])
-        keep = batch.key_real[position, : batch.column].nonzero().squeeze(1)
-        state.cache = [
-            (
-                layer.keys[position : position + 1, :, keep].clone(),
-                layer.values[position : position + 1, :, keep].clone(),
-            )
-            for layer in batch.cache.layers
-        ]
-        state.cached = len(keep)
-        if state.cached != len(state.record.token_ids) - 1:  # all but the end token are cached
-            raise RuntimeError(f"cache bookkeeping error: {state.cached} vs {len(state.record.token_ids)}")
+        state.cache = batch.real_cache(position, cached)
+        state.cached = cached
         return self.format.decode_action(tokens)
 
     def _sample(self, logits: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from agents.lm.chat import ChatFormat, chat_format
@@ -101,6 +102,29 @@ def context_limit(model: Any, requested: int | None) -> int:
     if limit > model_limit:
         raise ValueError(f"max_context_tokens={limit} exceeds the model's {model_limit}")
     return limit
+
+
+@lru_cache(maxsize=16)
+def closing_token_ids(tokenizer: Any) -> frozenset[int] | None:
+    """Ids of the tokens whose text holds ``>``: only they can complete a closing tag.
+
+    A closing tag ends with ``>``, and an ASCII character decodes the same whatever bytes
+    surround it, so an action's decoded text gains a tag only when a token holding ``>`` is
+    appended: the policy decodes the action text after those tokens only. Byte-level BPE and
+    SentencePiece vocabularies both spell ``>`` (or its byte fallback ``<0x3E>``) inside the
+    token's string. None (decode after every token) when the vocabulary cannot be listed or
+    the tags' own encoding disagrees.
+    """
+    try:
+        size = len(tokenizer)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    ids = frozenset(i for i, piece in enumerate(pieces) if piece is None or ">" in piece)
+    tags = tokenizer("</search></read></answer>", add_special_tokens=False)["input_ids"]
+    if any(">" in tokenizer.decode([t]) and t not in ids for t in tags):
+        return None
+    return ids
 
 
 class DemonstrationPolicy:
