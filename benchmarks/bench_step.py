@@ -312,10 +312,8 @@ def report(results: dict[str, Any]) -> str:
         [entry["model"], entry["variant"], cell(entry["tokens_per_episode"], 0)]
         + [cell(entry["seconds_per_step"][phase], 1) for phase in phases]
         + [cell(entry["generation_tokens_per_second"], 1), cell(entry["update_tokens_per_second"], 0)]
-        + [
-            cell(entry["step_metrics"][0].get(key), digits)
-            for key, digits in (("logprob_gap", 5), ("reward_mean", 3))
-        ]
+        + [f"{gap:.1e}" if (gap := entry["step_metrics"][0].get("logprob_gap")) is not None else "n.a."]
+        + [cell(entry["step_metrics"][0]["reward_mean"])]
         for entry in results["runs"]
     ]
     machine = results["machine"]
