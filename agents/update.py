@@ -199,6 +199,22 @@ def chunks(indices: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(indices[start : start + size])
 
 
+def micro_batches(trajectories: Sequence[Trajectory], size: int) -> Iterator[list[int]]:
+    """The trajectories' indices in micro-batches of at most ``size``, shortest episodes first.
+
+    Episodes of similar length pad less (padding is computed like any token); summing the
+    micro-batches' weighted losses gives the same gradient in any grouping. Within a
+    micro-batch the rows keep their order, so a batch that fits in one is computed as before.
+
+    >>> from types import SimpleNamespace
+    >>> episodes = [SimpleNamespace(token_ids=[0] * n) for n in (5, 1, 4, 2)]
+    >>> list(micro_batches(episodes, 2))
+    [[1, 3], [0, 2]]
+    """
+    by_length = sorted(range(len(trajectories)), key=lambda i: len(trajectories[i].token_ids))
+    return (sorted(rows) for rows in chunks(by_length, size))
+
+
 def pad_id(tokenizer: Any) -> int:
     """The id used to pad batches: the tokenizer's pad token, else its EOS token."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -232,7 +248,7 @@ def accumulate(
     if total_tokens == 0:
         raise ValueError("no action tokens in the batch")
     totals: dict[str, float] = {}
-    for rows in chunks(range(len(trajectories)), cfg.micro_batch_size):
+    for rows in micro_batches(trajectories, cfg.micro_batch_size):
         batch = pad_batch([trajectories[i] for i in rows], padding, device=model_device(run.learner.model))
         out = run_forward(run, run.learner.model, batch, entropy=cfg.entropy_coef > 0)
         loss, stats = loss_of(out, rows)

@@ -13,6 +13,11 @@ what ``act`` costs) and of decode time alone (prefill work is the same in both r
 end-to-end episode wall time, the model load time from the cache and, unless skipped, the
 one-off SmolLM2 GGUF conversion time. The target is a >= 3x batched speed-up.
 
+Reference: Hugging Face ``generate`` replays the batched run's turns, the way an agent loop
+built on it would: per turn, the episodes' full contexts (left-padded, batches of ``--batch``)
+are prefilled again, since ``generate`` keeps no cache between turns, and each row decodes as
+many tokens as the policy wrote in that turn (greedy, ``min_new_tokens`` forcing equal work).
+
 Policy time is this process's CPU time on a CPU (``time.process_time``: a shared machine's
 other jobs do not count) and wall-clock time on a GPU (where the CPU mostly waits).
 
@@ -96,6 +101,59 @@ def _run(model: Any, tokenizer: Any, env_kwargs: dict, question_ids: list[str], 
         "decode_steps": lm.stats.decode_steps,
         "decode_tokens_per_second": lm.stats.generated_tokens / decode_seconds,
         "token_ids": [r.tokens.token_ids if r.tokens is not None else [] for r in results],
+        "action_masks": [r.tokens.action_mask if r.tokens is not None else [] for r in results],
+    }
+
+
+def _turns(token_ids: list[int], action_mask: list[int]) -> list[tuple[list[int], int]]:
+    """An episode's turns as (context before the action, tokens the action took)."""
+    turns, start = [], None
+    for position, generated in enumerate([*action_mask, 0]):
+        if generated and start is None:
+            start = position
+        elif not generated and start is not None:
+            turns.append((token_ids[:start], position - start))
+            start = None
+    return turns
+
+
+def hf_generate_reference(model: Any, tokenizer: Any, run: dict[str, Any], batch: int) -> dict[str, Any]:
+    """Time ``model.generate`` on the turns of ``run`` (see the module docstring)."""
+    import torch
+
+    episodes = [_turns(ids, mask) for ids, mask in zip(run["token_ids"], run["action_masks"], strict=True)]
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    clock = policy_clock(device)
+    seconds, calls, generated, prefilled = 0.0, 0, 0, 0
+    for first in range(0, len(episodes), batch):
+        group = episodes[first : first + batch]
+        for turn in range(max(len(turns) for turns in group)):
+            rows = [turns[turn] for turns in group if turn < len(turns)]
+            width, new = max(len(context) for context, _ in rows), max(count for _, count in rows)
+            ids = torch.tensor([[pad] * (width - len(c)) + c for c, _ in rows], device=device)
+            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c, _ in rows], device=device)
+            started = clock()
+            with torch.no_grad():
+                model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=new,
+                    min_new_tokens=new,
+                    do_sample=False,
+                    pad_token_id=pad,
+                )
+            seconds += clock() - started
+            calls += 1
+            generated += sum(count for _, count in rows)
+            prefilled += sum(len(context) for context, _ in rows)
+    return {
+        "batch": batch,
+        "generate_calls": calls,
+        "generated_tokens": generated,
+        "prefilled_tokens": prefilled,
+        "seconds": seconds,
+        "tokens_per_second": generated / seconds,
     }
 
 
@@ -118,7 +176,10 @@ def measure(source: str, dtype: str, n_episodes: int, args) -> dict[str, Any]:
 
     batched = _run(model, tokenizer, env_kwargs, question_ids, args.batch, args)
     sequential = _run(model, tokenizer, env_kwargs, question_ids, 1, args)
+    reference = hf_generate_reference(model, tokenizer, batched, args.batch)
     same_tokens = batched.pop("token_ids") == sequential.pop("token_ids")
+    for run in (batched, sequential):
+        del run["action_masks"]
     return {
         "model": source,
         "compute_dtype": dtype,
@@ -130,6 +191,8 @@ def measure(source: str, dtype: str, n_episodes: int, args) -> dict[str, Any]:
         "max_turns": args.max_turns,
         "batched": batched,
         "sequential": sequential,
+        "hf_generate": reference,
+        "speedup_vs_hf_generate": batched["tokens_per_second"] / reference["tokens_per_second"],
         "speedup_tokens_per_second": batched["tokens_per_second"] / sequential["tokens_per_second"],
         "speedup_decode_tokens_per_second": batched["decode_tokens_per_second"]
         / sequential["decode_tokens_per_second"],
@@ -240,6 +303,14 @@ def _table(results: dict[str, Any]) -> str:
                 f"| {row['episodes']} | {row['generated_tokens']} | {row['prefill_seconds']:.1f} "
                 f"| {row['decode_seconds']:.1f} | {row['tokens_per_second']:.1f} "
                 f"| {row['decode_tokens_per_second']:.1f} | {speedup} | {same} |"
+            )
+    for entry in results["models"]:
+        reference = entry.get("hf_generate")
+        if reference:
+            lines.append(
+                f"| {entry['model']} | {entry['compute_dtype']} | HF generate | {reference['batch']} "
+                f"| | {reference['generated_tokens']} | | | {reference['tokens_per_second']:.1f} | "
+                f"| batched is {entry['speedup_vs_hf_generate']:.2f}x | |"
             )
     loads = ", ".join(
         f"{e['model']} ({e['compute_dtype']}) {e['load_seconds_cached']:.2f} s" for e in results["models"]

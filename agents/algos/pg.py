@@ -35,6 +35,7 @@ from agents.update import (
     chunks,
     collect,
     episode_metrics,
+    micro_batches,
     optimizer_step,
     pad_id,
     pad_rows,
@@ -161,7 +162,7 @@ def score(run: Run, trajectories: Sequence[Trajectory]) -> Scored:
     gaps = []
     learner.model.eval()
     with torch.no_grad():
-        for rows in chunks(range(len(trajectories)), cfg.micro_batch_size):
+        for rows in micro_batches(trajectories, cfg.micro_batch_size):
             batch = pad_batch([trajectories[i] for i in rows], pad_id(learner.tokenizer), device=device)
             out = run_forward(run, learner.model, batch) if policy_pass else None
             reference = reference_logprobs(run, batch) if reference_pass else None
