@@ -322,7 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.backend == "pyserini":
             _cap_jvm_heap(args.jvm_heap)
         abort_when_memory_low(Path(args.result), MIN_AVAILABLE_MB)
-        result = run_build(args) if args.worker == "build" else run_serve(args)
+        try:
+            result = run_build(args) if args.worker == "build" else run_serve(args)
+        except Exception as error:  # the parent records why, not just an exit code
+            atomic_write_json(Path(args.result), {"error": f"failed: {type(error).__name__}: {error}"})
+            raise
         atomic_write_json(Path(args.result), result)
         return 0
     args.sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]

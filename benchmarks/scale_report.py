@@ -44,7 +44,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for run in sorted(report["runs"].values(), key=lambda r: (r["n_docs"], r["backend"])):
         cells = [fmt.format(run[key]) if key in run else "" for _, key, fmt in COLUMNS]
-        note = run.get("skipped") or run.get("error")
+        note = run.get("skipped") or run.get("error") or run.get("remark")
         lines.append("| " + " | ".join(cells) + " |" + (f" {note}" if note else ""))
     estimates = extrapolate(report)
     if estimates:
@@ -69,8 +69,46 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {row['backend']} | {row['from']} | {row['build_h']:.1f} | {row['index_gb']:.1f} "
                 f"| {build_gb} | {row['load_gb']:.1f} | {row['corpus_gb']:.1f} |"
             )
+    lines += previous_builder(report)
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def previous_builder(report: dict[str, Any]) -> list[str]:
+    """The bm25s build runs measured with ``bm25s.BM25.index`` before the streaming builder."""
+    runs = report.get("previous_bm25s_builder") or {}
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## bm25s built by bm25s.BM25.index (the previous builder, superseded)",
+        "",
+        "Same script, same synthetic corpora, same saved files; kept for the memory comparison.",
+        "",
+        "| passages | build s | build peak RSS MB | build ΔRSS MB | corpus RSS MB | index MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    keys = ("build_seconds", "build_peak_rss_mb", "build_peak_delta_rss_mb", "corpus_rss_mb", "index_disk_mb")
+    for run in sorted(runs.values(), key=lambda r: r["n_docs"]):
+        cells = [f"{run[key]:,}" if key in run else "" for key in keys]
+        note = run.get("skipped") or run.get("error")
+        lines.append(f"| {run['n_docs']:,} | " + " | ".join(cells) + " |" + (f" {note}" if note else ""))
+    pairs = report.get("builder_comparison") or []
+    if pairs:
+        lines += [
+            "",
+            "Back to back in one session, each in a fresh process: tokenize, build and save into a "
+            "plain folder (no cache, no checksums); ΔRSS is the peak above the corpus.",
+            "",
+            "| passages | builder | build s | build ΔRSS MB | sha256 of the files, concatenated (16 hex) |",
+            "|---|---|---|---|---|",
+        ]
+        for row in pairs:
+            lines.append(
+                f"| {row['n_docs']:,} | {row['builder']} | {row['seconds']} | {row['peak_delta_mb']:,} "
+                f"| {row['files_sha256']} |"
+            )
+    return lines
 
 
 DPR_PASSAGES = 21_015_324  # Pyserini's metadata for wikipedia-dpr-100w
@@ -127,4 +165,14 @@ NOTES = [
     "load ΔRSS subtracts the RSS before the load (the corpus and interpreter)",
     "p50/p99: 1,000 single queries (top-10) after 20 warm-up queries; batched q/s: the same 1,000 "
     "in one search_batch call; q/CPU-s: the same per CPU-second of the process",
+    "bm25s build: searchenv.retrieval.bm25s_build tokenizes passage by passage, keeps compact "
+    "(term, count) pairs and counting-sorts them into the .npy files one block of columns at a "
+    "time, writing the same files as bm25s.BM25.index + save (tests/test_bm25s_build.py compares "
+    "them byte for byte) with a fraction of the memory",
+    "conditions: the machine line is as the report was first created; rows were measured in "
+    "different sessions, each with its own load average (load avg column; build_load_average in "
+    "the JSON)",
+    "sizes: past 4,116,000 passages tasks.synthetic gives places and coins four-syllable names (the "
+    "three-syllable ones run out), so the 10M corpus's names are two letters longer than the 1M's "
+    "and 3M's; smaller corpora are unchanged",
 ]

@@ -82,7 +82,7 @@ def _invented_words(rng: np.random.Generator, n: int, syllables: int, coda: str 
     """``n`` distinct invented words of ``syllables`` consonant-vowel pairs (+ one ``coda`` letter).
 
     Kinds differ in length or final letter (filler 6 letters, places 7 ending in r/s/l, coins 7
-    ending in n/k/t, cities 8, peaks 9), so words of different kinds never collide.
+    ending in n/k/t, cities 8, peaks 9 ending in h), so words of different kinds never collide.
     """
     space = len(_SYLLABLES) ** syllables * max(1, len(coda))
     if n > space // 2:
@@ -103,6 +103,18 @@ def _invented_words(rng: np.random.Generator, n: int, syllables: int, coda: str 
         words = _SYLLABLES.astype(object)[rest % len(_SYLLABLES)] + words
         rest //= len(_SYLLABLES)
     return words.tolist()
+
+
+def _name_syllables(n: int, coda: str) -> int:
+    """3 syllables while they hold ``n`` words (up to 4,116,000 passages), else 4.
+
+    A fourth syllable keeps the final letter, so such names (9 letters) still never collide with
+    another kind; smaller corpora keep their 3-syllable names, and so stay exactly as they were.
+
+    >>> _name_syllables(514_500, "rsl"), _name_syllables(514_501, "rsl")
+    (3, 4)
+    """
+    return 3 if n <= len(_SYLLABLES) ** 3 * len(coda) // 2 else 4
 
 
 def vocabulary() -> list[str]:
@@ -131,7 +143,7 @@ def synthetic_task(n_passages: int = 10_000, seed: int = 0, n_questions: int = 2
         raise ValueError(f"need n_passages >= 1 and n_questions >= 0, got {n_passages}, {n_questions}")
     rng = np.random.default_rng(seed)
     n_places = max(1, -(-n_passages // PASSAGES_PER_PLACE))
-    places = [w.capitalize() for w in _invented_words(rng, n_places, syllables=3, coda="rsl")]
+    places = [w.capitalize() for w in _invented_words(rng, n_places, _name_syllables(n_places, "rsl"), "rsl")]
     facts = _place_facts(rng, n_places)
 
     # Passage p belongs to place owner[p]; slot[p] numbers that place's passages 0, 1, ...
@@ -173,7 +185,7 @@ def synthetic_task(n_passages: int = 10_000, seed: int = 0, n_questions: int = 2
 def _place_facts(rng: np.random.Generator, n_places: int) -> list[list[str]]:
     """One value per (relation, place), in the order of ``RELATIONS``."""
     cities = [w.capitalize() for w in _invented_words(rng, n_places, syllables=4)]
-    coins = _invented_words(rng, n_places, syllables=3, coda="nkt")
+    coins = _invented_words(rng, n_places, _name_syllables(n_places, "nkt"), "nkt")
     units = rng.choice(CURRENCY_UNITS, size=n_places).tolist()
     peaks = [f"Mount {w.capitalize()}" for w in _invented_words(rng, n_places, syllables=4, coda="h")]
     populations = [f"{n:,}" for n in np.exp(rng.uniform(np.log(5e3), np.log(2e8), n_places)).astype(np.int64)]

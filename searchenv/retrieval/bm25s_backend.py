@@ -2,8 +2,9 @@
 
 Scoring is bm25s ``method="lucene"``: idf ``log(1 + (N - n + 0.5) / (n + 0.5))`` and term weight
 ``tf / (tf + k1 * (1 - b + b * dl / avgdl))`` with exact document lengths. Passages are tokenized
-with our :class:`~searchenv.retrieval.tokenize.Tokenizer` and handed to bm25s as token ids, so
-bm25s's own tokenizer never runs.
+with our :class:`~searchenv.retrieval.tokenize.Tokenizer`, so bm25s's own tokenizer never runs,
+and the index files are written by :mod:`searchenv.retrieval.bm25s_build`, which produces bm25s's
+own files for a fraction of the memory of ``bm25s.BM25.index``.
 
 Use :func:`searchenv.retrieval.load_retriever` rather than this module directly: it owns the
 cache folder and the atomic build.
@@ -112,26 +113,23 @@ class BM25sRetriever:
         progress: bool = False,
         threads: int = 1,
     ) -> dict[str, int]:
-        """Index ``corpus`` (a ``tasks.records.Corpus``) into the empty ``folder``; return counts."""
-        bm25s = _import_bm25s()
-        vocab: dict[str, int] = {}
-        corpus_ids: list[list[int]] = []
-        n_tokens = 0
-        # Map terms to ids while tokenizing so the string token lists never exist all at once.
-        for terms in tokenize_corpus(corpus.passages(), tokenizer, progress=progress, total=len(corpus)):
-            ids = [vocab.setdefault(term, len(vocab)) for term in terms]
-            n_tokens += len(ids)
-            corpus_ids.append(ids)
-        if n_tokens == 0:
-            raise ValueError("cannot index a corpus with no searchable terms (empty or all stopwords)")
-        # Build with plain numpy: numba would first spend seconds compiling a CSC builder that
-        # saves little (an argsort); the saved arrays are the same either way.
-        model = bm25s.BM25(k1=k1, b=b, method="lucene", backend="numpy")
-        model.index((corpus_ids, vocab), create_empty_token=False, show_progress=progress)
-        del corpus_ids
-        model.save(str(folder), show_progress=False)
+        """Index ``corpus`` (a ``tasks.records.Corpus``) into the empty ``folder``; return counts.
+
+        Writes the files bm25s's own ``index`` + ``save`` would, streaming
+        (:mod:`searchenv.retrieval.bm25s_build`), so the corpus is never held tokenized.
+        """
+        from searchenv.retrieval.bm25s_build import write_lucene_index
+
+        counts = write_lucene_index(
+            tokenize_corpus(corpus.passages(), tokenizer, progress=progress, total=len(corpus)),
+            folder,
+            k1=k1,
+            b=b,
+        )
+        if counts["n_docs"] != len(corpus):
+            raise RuntimeError(f"indexed {counts['n_docs']} passages of a corpus of {len(corpus)}")
         save_doc_rank(folder, corpus.doc_ids)
-        return {"n_docs": len(corpus), "n_tokens": n_tokens, "vocab_size": len(vocab)}
+        return counts
 
     @classmethod
     def load(
