@@ -97,8 +97,9 @@ def previous_builder(report: dict[str, Any]) -> list[str]:
     if pairs:
         lines += [
             "",
-            "Back to back in one session, each in a fresh process: tokenize, build and save into a "
-            "plain folder (no cache, no checksums); ΔRSS is the peak above the corpus.",
+            "`python -m benchmarks.bench_bm25s_build`: back to back, each in a fresh process: "
+            "tokenize, build and save into a plain folder (no cache, no checksums); "
+            "ΔRSS is the peak above the corpus.",
             "",
             "| passages | builder | build s | build ΔRSS MB | sha256 of the files, concatenated (16 hex) |",
             "|---|---|---|---|---|",
