@@ -106,7 +106,11 @@ def _run(model: Any, tokenizer: Any, env_kwargs: dict, question_ids: list[str], 
 
 
 def _turns(token_ids: list[int], action_mask: list[int]) -> list[tuple[list[int], int]]:
-    """An episode's turns as (context before the action, tokens the action took)."""
+    """An episode's turns as (context before the action, tokens the action took).
+
+    >>> _turns([1, 2, 3, 4, 5, 6], [0, 0, 1, 1, 0, 1])
+    [([1, 2], 2), ([1, 2, 3, 4, 5], 1)]
+    """
     turns, start = [], None
     for position, generated in enumerate([*action_mask, 0]):
         if generated and start is None:
