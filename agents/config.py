@@ -240,8 +240,9 @@ class TrainConfig:
             "snippet_chars": self.snippet_chars,
             "backend": self.backend,
         }
-        if self.task_kwargs:
-            kwargs["task_kwargs"] = self.task_kwargs
+        task_kwargs = self.task_kwargs  # reads the spec file once
+        if task_kwargs:
+            kwargs["task_kwargs"] = task_kwargs
         if self.hops is not None:
             kwargs["hops"] = self.hops
         if self.kinds:

@@ -115,6 +115,34 @@ def load_corpus_and_queries(corpus_name: str, n_queries: int) -> tuple[Any, list
     return task.corpus, questions[:n_queries]
 
 
+def time_queries(retriever: Any, queries: Sequence[str], warmup: int) -> tuple[dict[str, float], list[Any]]:
+    """Time ``queries`` (top 10) one by one and as one batch, after ``warmup`` untimed ones.
+
+    Returns the figures (p50/p99 ms, batched q/s, batched q per CPU-second of this process,
+    all its threads, which is robust to other load; the 1-minute load average when timing
+    began) and the batched results.
+    """
+    for query in queries[:warmup]:  # numba / JVM JIT, caches
+        retriever.search(query, 10)
+    load_average = os.getloadavg()[0]
+    latencies = []
+    for query in queries:
+        start = time.perf_counter()
+        retriever.search(query, 10)
+        latencies.append(time.perf_counter() - start)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    batched = retriever.search_batch(queries, 10)
+    batch_seconds, batch_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+    figures = {
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 3),
+        "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 3),
+        "batch_qps": round(len(queries) / batch_seconds, 1),
+        "batch_qps_cpu": round(len(queries) / max(batch_cpu_seconds, 1e-9), 1),
+        "load_average": round(load_average, 2),
+    }
+    return figures, batched
+
+
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     """Index build, load, latency and throughput of one backend on one corpus (in a subprocess)."""
     from searchenv.retrieval import ensure_index, load_retriever
@@ -143,17 +171,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     load_seconds = time.perf_counter() - start  # includes numba's one-off compilation for bm25s
 
     n_warmup = 2 if args.backend == "rank_bm25" else WARMUP_QUERIES  # JVM JIT, caches
-    for query in timed[:n_warmup]:
-        retriever.search(query, 10)
-    load_average = os.getloadavg()[0]
-    latencies = []
-    for query in timed:
-        start = time.perf_counter()
-        retriever.search(query, 10)
-        latencies.append(time.perf_counter() - start)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    batched = retriever.search_batch(timed, 10)
-    batch_seconds, batch_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+    timings, batched = time_queries(retriever, timed, n_warmup)
     serve_rss = sampler_probe.rss()
 
     return {
@@ -172,12 +190,8 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         "load_seconds": round(load_seconds, 2),
         "queries_available": len(queries),
         "queries_timed": n_timed,
-        "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 3),
-        "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 3),
-        "batch_qps": round(n_timed / batch_seconds, 1),
-        # Queries per CPU-second of this process (all its threads): robust to other load.
-        "batch_qps_cpu": round(n_timed / max(batch_cpu_seconds, 1e-9), 1),
-        "load_average_1min": round(load_average, 2),
+        **{key: value for key, value in timings.items() if key != "load_average"},
+        "load_average_1min": timings["load_average"],
         "top10": [[hit.doc_id for hit in hits] for hits in batched],
     }
 

@@ -36,9 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from benchmarks.bench_retrieval import PeakRSS, environment, parse_size, size_label
+from benchmarks.bench_retrieval import PeakRSS, environment, parse_size, size_label, time_queries
 from benchmarks.scale_report import BACKENDS, NOTES, markdown
 from tasks.storage import atomic_write_json, atomic_write_text, cache_home
 
@@ -141,17 +139,7 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     retriever = load_retriever(corpus, args.backend, cache_dir=args.cache_dir)  # stamp: no rehash
     load_seconds = time.perf_counter() - start
     after_load = probe.rss()
-    for query in queries[:WARMUP_QUERIES]:  # numba / JVM JIT
-        retriever.search(query, 10)
-    load_average = os.getloadavg()[0]
-    latencies = []
-    for query in queries:
-        start = time.perf_counter()
-        retriever.search(query, 10)
-        latencies.append(time.perf_counter() - start)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    retriever.search_batch(queries, 10)
-    batch_seconds, batch_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    timings, _ = time_queries(retriever, queries, WARMUP_QUERIES)
     return {
         "corpus_rss_mb": round(corpus_bytes / 2**20, 1),
         "verify_seconds": round(verify_seconds, 2),
@@ -161,11 +149,8 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
         "load_delta_rss_mb": round((after_load - baseline) / 2**20, 1),
         "serve_delta_rss_mb": round((probe.rss() - baseline) / 2**20, 1),
         "queries_timed": len(queries),
-        "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 3),
-        "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 3),
-        "batch_qps": round(len(queries) / batch_seconds, 1),
-        "batch_qps_cpu": round(len(queries) / max(batch_cpu, 1e-9), 1),
-        "serve_load_average": round(load_average, 2),
+        **{key: value for key, value in timings.items() if key != "load_average"},
+        "serve_load_average": timings["load_average"],
     }
 
 
