@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from agents import checkpoint as ckpt
 from agents.config import config_from_dict
-from agents.device import DEVICES, torch_module
+from agents.device import DEVICES, resolve_device, torch_module
 from agents.weights import load_policy, resolve_checkpoint
+from searchenv.cli_errors import ArgumentParser, UsageError, reports_errors, user_input
 
 if TYPE_CHECKING:
     from agents.learner import Run
@@ -110,39 +111,62 @@ def evaluate_checkpoint(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m agents.evaluate`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m agents.evaluate",
-        description=(evaluate_checkpoint.__doc__ or "").split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = ArgumentParser(
+        prog="python -m agents.evaluate", description=(evaluate_checkpoint.__doc__ or "").split("\n")[0]
     )
     parser.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, or a run folder (latest checkpoint)"
     )
     parser.add_argument("--split", default="test", help="split to evaluate on")
     parser.add_argument("--hops", type=int, default=-1, help="hop filter (-1: as trained; 0: all)")
-    parser.add_argument("--kinds", default=None, help="comma-separated question kinds")
+    parser.add_argument("--kinds", default=None, help="comma-separated question kinds (default: as trained)")
     parser.add_argument(
-        "--episodes", type=int, default=None, help="play a seeded subset of this many questions"
+        "--episodes",
+        type=int,
+        default=None,
+        help="play a seeded subset of this many questions (default: all)",
     )
     parser.add_argument(
         "--sample", action="store_true", help="sample (temperature 1) instead of greedy decoding"
     )
     parser.add_argument("--num-envs", type=int, default=8, help="envs stepped side by side")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subset, the resets and sampling")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     parser.add_argument(
         "--device", choices=DEVICES, default="auto", help="auto: CUDA when there is a GPU, else the CPU"
     )
-    parser.add_argument("--json", default=None, help="also write the result to this file")
+    parser.add_argument("--json", default=None, help="also write the result to this file (default: none)")
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar"
     )
     return parser
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Fail in a second, before torch loads, on what the command line names but is not there."""
+    from searchenv.questions import select_questions
+
+    for name, low in (("episodes", 1), ("num_envs", 1), ("hops", -1), ("threads", 1)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    config = config_from_dict(ckpt.read_state(checkpoint)["config"])
+    hops = config.hops if args.hops == -1 else (None if args.hops == 0 else args.hops)
+    kinds = args.kinds.split(",") if args.kinds else config.kind_list
+    select_questions(config.task, args.split, hops=hops, kinds=kinds, task_kwargs=config.task_kwargs)
+    if args.device == "cuda":
+        resolve_device(args.device)
+
+
+@reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate a checkpoint and print (and optionally write) the result as JSON."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    with user_input():  # a user's mistake: one line, exit 2 (searchenv.cli_errors)
+        check_arguments(args)
     if args.threads:
         torch_module().set_num_threads(args.threads)
     result = evaluate_checkpoint(

@@ -39,6 +39,7 @@ from agents.device import resolve_device, torch_module
 from agents.evaluate import evaluate_model, quiet_transformers
 from agents.learner import Run, build_learner
 from agents.weights import save_checkpoint
+from searchenv.cli_errors import reports_errors, user_input
 
 
 def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
@@ -166,6 +167,39 @@ def _tensorboard_writer(out: Path) -> Any:
     return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
+def check_inputs(cfg: TrainConfig) -> None:
+    """Fail in a second, before torch loads, on what the command line names but is not there.
+
+    The run folder (existing checkpoints need --resume), the --init checkpoint or the --model,
+    the backend, the task and its training (and evaluation) split with --hops/--kinds, and a GPU
+    for --device cuda. Raises what the checks raise; ``main`` reports them as usage errors.
+    """
+    from agents.lm.models import SMOLLM2, TINY
+    from agents.weights import resolve_checkpoint
+    from searchenv.cli_errors import UsageError, check_backend
+    from searchenv.questions import select_questions
+
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a run folder: choose another --out")
+    if ckpt.latest_checkpoint(out) is not None:
+        if not cfg.resume:
+            raise UsageError(f"{out} already holds checkpoints: pass --resume, or choose another --out")
+        return  # the run's saved config is the one that trains
+    if cfg.init is not None:
+        resolve_checkpoint(cfg.init)
+    elif cfg.model not in (TINY, SMOLLM2) and not Path(cfg.model).is_dir():
+        raise UsageError(
+            f"unknown model source {cfg.model!r}: use {TINY!r}, {SMOLLM2!r} or a local model folder"
+        )
+    check_backend(cfg.backend)
+    for split in (cfg.split, cfg.eval_split) if cfg.eval_every else (cfg.split,):
+        select_questions(cfg.task, split, hops=cfg.hops, kinds=cfg.kind_list, task_kwargs=cfg.task_kwargs)
+    if cfg.device == "cuda":
+        resolve_device(cfg.device)
+
+
+@reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``python -m agents.train`` entry point (``evaluate ...`` forwards to agents.evaluate)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -175,7 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate.main(args[1:])
     if args and args[0] == "train":
         args = args[1:]
-    out = train(config_from_args(args))
+    with user_input():  # a user's mistake: one line, exit 2 (searchenv.cli_errors)
+        cfg = config_from_args(args)
+        check_inputs(cfg)
+    out = train(cfg)
     print(f"run folder: {out}")
     return 0
 

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from searchenv.cli_errors import ArgumentParser, UsageError, check_backend, reports_errors, user_input
+
 SHORTHANDS = {"s": "search", "r": "read", "a": "answer"}
 
 PLAY_HELP = """Type an action and press Enter:
@@ -42,22 +44,23 @@ def play(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = s
     import searchenv  # noqa: F401
     from tasks.dataset import dataset_from_args, task_arguments
 
-    try:
+    with user_input():  # every name checked before the index loads
         task, task_kwargs = task_arguments(args.task, dataset_from_args(args))
-    except ValueError as error:
-        print(f"searchenv play: {error}", file=stdout)
-        return 2
-    env = gym.make(
-        args.env_id,
-        task=task,
-        task_kwargs=task_kwargs or None,
-        split=args.split,
-        backend=args.backend,
-        max_turns=args.max_turns,
-        render_mode="ansi",
-    )
-    options = {"question_id": args.question_id} if args.question_id else None
-    observation, info = env.reset(seed=args.seed, options=options)
+        check_backend(args.backend)
+        if args.max_turns < 1:
+            raise UsageError(f"--max-turns must be >= 1, got {args.max_turns}")
+        _check_question(task, task_kwargs, args.split, args.question_id)
+        env = gym.make(
+            args.env_id,
+            task=task,
+            task_kwargs=task_kwargs or None,
+            split=args.split,
+            backend=args.backend,
+            max_turns=args.max_turns,
+            render_mode="ansi",
+        )
+        options = {"question_id": args.question_id} if args.question_id else None
+        observation, info = env.reset(seed=args.seed, options=options)
     print(PLAY_HELP, file=stdout)
     print(f"\n{observation}\n", file=stdout)
     total = 0.0
@@ -82,16 +85,32 @@ def play(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = s
             return 0
 
 
+def _check_question(task_name: str, task_kwargs: dict, split: str, question_id: str | None) -> None:
+    """Load the task and check its split (and question id, naming the split that holds it)."""
+    from searchenv.questions import splits_holding
+    from searchenv.resources import shared_task
+
+    task = shared_task(task_name, **task_kwargs)
+    questions = task.questions(split)
+    if question_id is None or split in (holding := splits_holding(task, question_id)):
+        return
+    if holding:
+        raise UsageError(
+            f"question {question_id!r} is in the {holding[0]!r} split of {task.name}, not {split!r}: "
+            f"add --split {holding[0]}"
+        )
+    raise UsageError(
+        f"{task.name} has no question {question_id!r} in any split (ids look like {questions[0].qid!r}); "
+        "leave --question-id out for a random one"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``searchenv`` command line: ``play``, ``index`` and ``serve``."""
-    parser = argparse.ArgumentParser(prog="searchenv", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="searchenv", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    play_parser = commands.add_parser(
-        "play",
-        help="play one episode in the terminal",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    play_parser = commands.add_parser("play", help="play one episode in the terminal")
     play_parser.add_argument("--env-id", default="SearchQA-v0", help="registered env id")
     play_parser.add_argument(
         "--task", default="factbook", help="factbook, synthetic, or jsonl with a dataset"
@@ -118,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``searchenv`` command; returns the exit code."""
+    """Run the ``searchenv`` command; returns the exit code (``searchenv.cli_errors``)."""
     args = build_parser().parse_args(argv)
     return int(args.handler(args) or 0)
 

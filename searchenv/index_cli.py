@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from searchenv.cli_errors import ArgumentParser, reports_errors, user_input
 from searchenv.retrieval.cache import BACKENDS, ensure_index, index_status
 from searchenv.retrieval.integrity import IndexCorruptError
 
@@ -27,14 +28,12 @@ def load_task_by_name(name: str, args: argparse.Namespace | None = None) -> Any:
     from tasks.dataset import dataset_from_args, task_arguments
     from tasks.synthetic import parse_synthetic_name
 
-    try:
+    with user_input():  # an unknown task or bad dataset options: a one-line error, exit 2
         name, task_kwargs = task_arguments(name, dataset_from_args(args) if args is not None else None)
         n_passages = parse_synthetic_name(name)
         if n_passages is not None:
             return load_task("synthetic", n_passages=n_passages)
         return load_task(name, **task_kwargs)
-    except ValueError as error:
-        raise SystemExit(f"searchenv index: {error}") from None
 
 
 def add_index_commands(subparsers: Any) -> argparse.ArgumentParser:
@@ -127,14 +126,15 @@ def run_index_info(args: argparse.Namespace) -> int:
     status = index_status(task.corpus, args.backend, k1=args.k1, b=args.b, cache_dir=args.cache_dir)
     if status.state == "corrupt":
         error = IndexCorruptError(status.folder, args.backend, status.problems)
-        print(f"searchenv index: {error.summary}. {error.fix(args.task)}", file=sys.stderr)
+        print(f"error: {error.summary}. {error.fix(args.task)}", file=sys.stderr)
         report = {**(status.meta or {}), "path": str(status.folder), "state": status.state}
         print(json.dumps({**report, "problems": list(status.problems)}, indent=2, sort_keys=True))
         return 2
     if status.state != "valid":
         why = "an incomplete build (no usable meta.json)" if status.state == "incomplete" else "no"
         print(
-            f"{why} {args.backend} index of {args.task} (k1={args.k1}, b={args.b}) at {status.folder}; "
+            f"error: {why} {args.backend} index of {args.task} (k1={args.k1}, b={args.b}) "
+            f"at {status.folder}; "
             f"run: searchenv index build --task {args.task} --backend {args.backend}",
             file=sys.stderr,
         )
@@ -147,9 +147,10 @@ def run_index_info(args: argparse.Namespace) -> int:
     return 0
 
 
+@reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m searchenv.index_cli``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m searchenv.index_cli")
+    parser = ArgumentParser(prog="python -m searchenv.index_cli")
     add_index_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["index", *(sys.argv[1:] if argv is None else argv)])
     return int(args.handler(args))

@@ -71,3 +71,20 @@ def sample_question_ids(questions: Sequence[Question], limit: int | None, seed: 
         raise ValueError(f"limit must be >= 1, got {limit}")
     chosen = np.random.default_rng(seed).choice(len(ids), size=limit, replace=False)
     return [ids[i] for i in sorted(chosen)]
+
+
+def splits_holding(task: Task, question_id: str) -> list[str]:
+    """The splits of ``task`` that hold a question whose readable or opaque id is ``question_id``.
+
+    >>> from tasks.records import Corpus, Question, Task
+    >>> task = Task("t", Corpus([]), {"train": (Question(qid="a", question="?", answers=("x",)),)})
+    >>> splits_holding(task, "a"), splits_holding(task, "b")
+    (['train'], [])
+    """
+    from searchenv.question_ids import opaque_question_id
+
+    return [
+        split
+        for split, questions in task.splits.items()
+        if any(question_id in (q.qid, opaque_question_id(q.qid)) for q in questions)
+    ]

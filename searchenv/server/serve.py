@@ -9,8 +9,11 @@ command runs, so the rest of the CLI works without the ``server`` extra.
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 from typing import Any
 
+from searchenv.cli_errors import CommandError, UsageError, port_number, user_input
 from searchenv.retrieval.cache import BACKENDS
 from searchenv.server.protocol import SEARCH_R1_DEFAULT_TOPK, ServerLimits
 
@@ -25,7 +28,7 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--backend", default="bm25s", choices=sorted(BACKENDS))
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=port_number, default=8000, help="TCP port, 1-65535 (0: any free one)")
     parser.add_argument(
         "--top-k", type=int, default=SEARCH_R1_DEFAULT_TOPK, help="topk of requests that send none"
     )
@@ -53,35 +56,97 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Load the task and its index (building it if needed), then serve until interrupted."""
-    try:
+    """Bind the port (failing at once when it is taken), load the task and its index, serve."""
+    with user_input():
         limits = ServerLimits(args.top_k, args.top_k_max, args.max_queries, args.max_body_bytes)
-    except ValueError as error:
-        raise SystemExit(f"searchenv serve: {error}") from None
+        for name in ("max_batch", "threads"):
+            if getattr(args, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if args.max_wait_ms < 0:
+            raise UsageError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")
     try:  # fail before loading anything when the server extra is missing
         import fastapi  # noqa: F401
         import uvicorn
     except ImportError as error:
-        raise SystemExit(
+        raise CommandError(
             f"searchenv serve needs FastAPI and uvicorn ({error}): pip install -e .[server]"
         ) from None
     from searchenv.index_cli import load_task_by_name
     from searchenv.retrieval.cache import load_retriever
     from searchenv.server.app import create_app
 
-    task = load_task_by_name(args.task, args)
-    retriever = load_retriever(
-        task.corpus, args.backend, k1=args.k1, b=args.b, cache_dir=args.cache_dir, threads=args.threads
-    )
-    app = create_app(task, retriever, limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    print(
-        f"serving {args.task} ({len(task.corpus):,} passages, {args.backend}) on "
-        f"http://{args.host}:{args.port}  (POST /retrieve, POST /read, GET /health)",
-        flush=True,
-    )
-    # Keep-alive well past uvicorn's 5 s: RL clients idle between generations; the remote
-    # backend reconnects anyway when a kept connection was closed.
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, timeout_keep_alive=60
-    )
+    sock = bind_socket(args.host, args.port)
+    try:
+        task = load_task_by_name(args.task, args)
+        retriever = load_retriever(
+            task.corpus, args.backend, k1=args.k1, b=args.b, cache_dir=args.cache_dir, threads=args.threads
+        )
+        app = create_app(
+            task, retriever, limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms
+        )
+        print(
+            f"serving {args.task} ({len(task.corpus):,} passages, {args.backend}) on "
+            f"{socket_url(sock)}  (POST /retrieve, POST /read, GET /health)",
+            flush=True,
+        )
+        # Keep-alive well past uvicorn's 5 s: RL clients idle between generations; the remote
+        # backend reconnects anyway when a kept connection was closed.
+        config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_keep_alive=60,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening; uvicorn listens on it).
+
+    Raises:
+        UsageError: ``host`` is not an address of this machine.
+        CommandError: the port is taken, or binding it is not permitted.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as error:
+        raise UsageError(
+            f"--host {host!r} is not a host name or address ({error}): use 127.0.0.1 (this machine "
+            "only) or 0.0.0.0 (every interface)"
+        ) from None
+    family, kind, protocol, _, address = infos[0]
+    sock = socket.socket(family, kind, protocol)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses its port at once
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        where = f"{host}:{port}"
+        if error.errno == errno.EADDRINUSE:
+            raise CommandError(
+                f"port {port} on {host} is taken (another server is listening there): stop it, or "
+                "choose another --port (--port 0 takes any free one)"
+            ) from None
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(
+                f"--host {host!r} is not an address of this machine: use 127.0.0.1 (this machine only) "
+                "or 0.0.0.0 (every interface)"
+            ) from None
+        if error.errno == errno.EACCES:
+            raise CommandError(
+                f"binding {where} is not permitted (ports below 1024 need privileges): choose a --port "
+                "from 1024 to 65535"
+            ) from None
+        raise CommandError(f"cannot bind {where}: {error.strerror}") from None
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    """``http://HOST:PORT`` of the address a socket is bound to (an IPv6 host in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
