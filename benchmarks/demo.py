@@ -12,7 +12,6 @@ The training settings are ``benchmarks.recipes``' tiny-model recipes.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 
 from agents.config import TrainConfig
 from benchmarks import recipes
+from searchenv.cli_errors import ArgumentParser, reports_errors
 from searchenv.resources import shared_retriever, shared_task
 
 # The leaderboard evaluates in the env the tiny model was trained in.
@@ -49,17 +49,27 @@ def train(cfg: TrainConfig) -> Path:
     return out
 
 
+@reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Train the demo's runs, then print the leaderboard of every agent."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--results", type=Path, default=Path("runs/demo/leaderboard"))
-    parser.add_argument("--max-questions", type=int, default=None, help="evaluate on a subset")
+    parser = ArgumentParser(prog="python -m benchmarks.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder of the training runs")
+    parser.add_argument(
+        "--results", type=Path, default=Path("runs/demo/leaderboard"), help="folder of the leaderboard"
+    )
+    parser.add_argument(
+        "--max-questions", type=int, default=None, help="evaluate on a subset (default: all; 30 with --quick)"
+    )
     parser.add_argument("--fresh", action="store_true", help="delete earlier demo runs first")
     parser.add_argument(
         "--quick", action="store_true", help="a plumbing check: 4 SFT and 2 RL steps, 30 test questions"
     )
     args = parser.parse_args(argv)
+    if args.max_questions is not None and args.max_questions < 1:
+        parser.error(f"argument --max-questions: must be >= 1, got {args.max_questions}")
+    for flag, folder in (("--out", args.out), ("--results", args.results)):
+        if folder.exists() and not folder.is_dir():
+            parser.error(f"argument {flag}: {folder} is a file, not a folder")
 
     started = time.perf_counter()
     if args.fresh and args.out.exists():

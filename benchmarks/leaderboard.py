@@ -35,8 +35,9 @@ from benchmarks.evaluation import (
     resolve_agent,
     run_evaluations,
 )
-from benchmarks.leaderboard_cli import build_parser, env_default, task_configs
+from benchmarks.leaderboard_cli import build_parser, check_tasks, env_default, task_configs
 from benchmarks.tables import cell, table
+from searchenv.cli_errors import reports_errors
 from searchenv.metrics import (
     EpisodeStats,
     default_ks,
@@ -209,6 +210,7 @@ def _excludes_zero(figure: Mapping[str, Any]) -> bool:
     return figure["low"] > 0 or figure["high"] < 0
 
 
+@reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate (or read back) every agent x task pair, then write the results, table and plots."""
     parser = build_parser()
@@ -243,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     out: Path = args.out
     configs = task_configs(parser, args, config)
+    check_tasks(args, configs)
     out.mkdir(parents=True, exist_ok=True)
 
     evaluations = [Evaluation(agent, task, configs[task], out) for task in args.tasks for agent in agents]

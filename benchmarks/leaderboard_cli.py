@@ -8,24 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.evaluation import RunConfig
+from searchenv.cli_errors import ArgumentParser
 from tasks.dataset import DatasetSpecError, add_dataset_options, dataset_from_args, task_arguments
-
-
-class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" unless the help already says what an unset option means."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or "default" in (action.help or "") or action.required:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m benchmarks.leaderboard``; every option says its default."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m benchmarks.leaderboard",
         description="Evaluate agents on held-out questions and write a leaderboard.",
-        formatter_class=_DefaultsFormatter,
     )
     parser.add_argument(
         "--agents", nargs="+", required=True, help="scripted names, checkpoint paths or LABEL=PATH"
@@ -139,4 +130,21 @@ def task_configs(
     return configs
 
 
-__all__ = ["build_parser", "env_default", "task_configs"]
+def check_tasks(args: argparse.Namespace, configs: dict[str, RunConfig]) -> None:
+    """Each task loads and has questions in the split (after --hops); the backend exists.
+
+    Loads the tasks (which the evaluation reuses) but no index: a mistake fails in a second.
+    """
+    from searchenv.cli_errors import check_backend, user_input
+    from searchenv.questions import select_questions
+
+    with user_input():
+        if args.backend is not None:
+            check_backend(args.backend)
+        for task, config in configs.items():
+            select_questions(
+                task, args.split, hops=args.hops, task_kwargs=config.env_kwargs.get("task_kwargs")
+            )
+
+
+__all__ = ["build_parser", "check_tasks", "env_default", "task_configs"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -12,6 +11,7 @@ from typing import Any
 from benchmarks import experiments
 from benchmarks.experiments import diversity, hacking, passk, persistence
 from benchmarks.experiments.common import FULL, QUICK, Context, Data
+from searchenv.cli_errors import ArgumentParser, RawDescriptionDefaultsHelpFormatter, reports_errors
 from tasks.dataset import OPTIONS, add_dataset_options, dataset_from_args
 
 RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
@@ -22,12 +22,13 @@ RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
 }
 
 
+@reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one experiment at the full (default) or quick scale."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m benchmarks.experiments",
         description=experiments.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionDefaultsHelpFormatter,
         epilog="With a dataset (--dataset or --corpus/--questions) the experiments run on its questions "
         "of every kind, in runs/experiments_<name> and benchmarks/results/<name>/.",
     )
@@ -40,9 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--results", default=None, help="results root (default benchmarks/results[/quick][/<dataset name>])"
     )
-    parser.add_argument("--jobs", type=int, default=2, help="processes at a time (training and sampling)")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="processes at a time, >= 1 (training and sampling)"
+    )
     add_dataset_options(parser)
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"argument --jobs: must be >= 1, got {args.jobs}")
     try:
         dataset = dataset_from_args(args)
     except ValueError as error:
