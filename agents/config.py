@@ -63,6 +63,13 @@ class TrainConfig:
     """Passages returned per search."""
     snippet_chars: int = 300
     """Characters of each search hit's snippet (shorter snippets, shorter episodes)."""
+    read_chars: int | None = None
+    """Characters a read returns (default: the whole passage), starting at the clause that best
+    matches the episode's last query; shorter reads, shorter episodes."""
+    prompt: Literal["full", "short"] = "full"
+    """The env's reset prompt: full (the tool instructions) or short (one line of tags, then the
+    question; ~70 fewer tokens per episode for a model that learned the format by SFT). Train SFT
+    and RL with the same one; evaluation uses the checkpoint's."""
     backend: str = "bm25s"
     """Retrieval backend of the env (bm25s, rank_bm25, pyserini)."""
     dataset: str | None = None
@@ -80,6 +87,10 @@ class TrainConfig:
     # --- model and optimizer ----------------------------------------------------------------
     lora: bool = False
     """Train LoRA adapters (peft) instead of all weights; for the larger models."""
+    train_layers: int | None = None
+    """Train only the top K decoder layers and the final norm (default: all). The frozen
+    trunk's hidden states are recorded during the rollout (computed once for SFT's fixed
+    demonstrations) and reused by every update pass: an update runs K layers, not all."""
     lora_rank: int = 16
     """LoRA rank r."""
     lora_alpha: int = 32
@@ -196,6 +207,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_layers is not None and self.train_layers < 1:
+            raise ValueError(f"train_layers must be >= 1 (or unset: every layer), got {self.train_layers}")
         if self.ray_actors < 0:
             raise ValueError(f"ray_actors must be >= 0, got {self.ray_actors}")
         if self.temperature <= 0:
@@ -238,6 +251,7 @@ class TrainConfig:
             "max_turns": self.max_turns,
             "top_k": self.top_k,
             "snippet_chars": self.snippet_chars,
+            "prompt": self.prompt,
             "backend": self.backend,
         }
         task_kwargs = self.task_kwargs  # reads the spec file once
@@ -296,10 +310,11 @@ def _argument_type(annotation: Any) -> tuple[Any, tuple[Any, ...] | None]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The training CLI, one option per TrainConfig field, its help taken from the field's docstring."""
-    parser = argparse.ArgumentParser(
+    from searchenv.cli_errors import ArgumentParser  # one-line errors, --debug, defaults said once
+
+    parser = ArgumentParser(
         prog="python -m agents.train",
         description="Train an LM search agent (evaluate one with: python -m agents.evaluate --help).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     hints = typing.get_type_hints(TrainConfig)
     docs = {

@@ -13,6 +13,7 @@ import numpy as np
 from agents.algos.base import Algorithm
 from agents.config import TrainConfig
 from agents.device import resolve_device, torch_module
+from agents.lm.trunk import boundary_layer, freeze_trunk
 from agents.weights import add_lora, load_base_model, load_weights_into, resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class Learner:
     optimizer: Any
     scheduler: Any
     base_source: str  # what the weights started from: --init checkpoint or --model
+    boundary: int | None = None  # with --train-layers: the first trained layer (agents.lm.trunk)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """Every trainable parameter: the policy's (LoRA adapters only, with LoRA) and the critic's."""
@@ -48,6 +50,7 @@ class Run:
     learner: Learner
     rng: np.random.Generator
     eval_question_ids: list[str] = field(default_factory=list)
+    generation: Any = None  # the last in-process rollout's GenerationStats (agents.lm.policy)
 
 
 def lr_factor(cfg: TrainConfig) -> Any:
@@ -92,6 +95,8 @@ def build_learner(cfg: TrainConfig, algorithm: type[Algorithm], resume_from: Pat
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
     if cfg.lora:
         model = add_lora(model, cfg.lora_rank, cfg.lora_alpha)
+    if cfg.train_layers is not None:
+        freeze_trunk(model, cfg.train_layers)
     if resume_from is not None:
         load_weights_into(model, resume_from, lora=cfg.lora)
     value_head = algorithm.build_value_head(int(base_config(model).hidden_size))
@@ -111,4 +116,5 @@ def build_learner(cfg: TrainConfig, algorithm: type[Algorithm], resume_from: Pat
             torch.load(resume_from / "optimizer.pt", weights_only=True, map_location=device)
         )
         scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=True))
-    return Learner(model, tokenizer, value_head, reference, optimizer, scheduler, base_source)
+    boundary = boundary_layer(model, cfg.train_layers) if cfg.train_layers is not None else None
+    return Learner(model, tokenizer, value_head, reference, optimizer, scheduler, base_source, boundary)

@@ -10,8 +10,10 @@ Algorithms in ``agents.algos`` combine these with their own advantages and loss.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,8 +50,53 @@ def make_policy(run: Run, *, seed: int, greedy: bool) -> LMPolicy:
         temperature=cfg.temperature,
         greedy=greedy,
         seed=seed,
+        record_trunk=run.learner.boundary,
         name=f"{cfg.algo}-train",
     )
+
+
+@dataclass
+class PhaseClock:
+    """Wall-clock and CPU seconds per phase of a step (CPU time: this process, all threads).
+
+    >>> clock = PhaseClock()
+    >>> with clock("rollout"):
+    ...     pass
+    >>> sorted(clock.metrics())
+    ['rollout_cpu_time', 'rollout_time']
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        """Time the block as ``phase`` (added to earlier blocks of the same phase)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[f"{phase}_time"] = (
+                self.seconds.get(f"{phase}_time", 0.0) + time.perf_counter() - wall
+            )
+            cpu_key = f"{phase}_cpu_time"
+            self.seconds[cpu_key] = self.seconds.get(cpu_key, 0.0) + time.process_time() - cpu
+
+    def metrics(self) -> dict[str, float]:
+        """The phases' seconds as metrics: ``<phase>_time`` and ``<phase>_cpu_time``."""
+        return dict(self.seconds)
+
+
+def generation_metrics(run: Run) -> dict[str, float]:
+    """Token counts and decode time of the step's in-process rollout (none on Ray)."""
+    stats = run.generation
+    if stats is None:
+        return {}
+    return {
+        "prefill_tokens": float(stats.prefill_tokens),
+        "shared_prompt_tokens": float(stats.shared_prompt_tokens),
+        "generated_tokens": float(stats.generated_tokens),
+        "decode_cpu_time": stats.decode_cpu_seconds,
+    }
 
 
 def collect(run: Run, step: int) -> list[Trajectory]:
@@ -63,6 +110,7 @@ def collect(run: Run, step: int) -> list[Trajectory]:
     cfg = run.cfg
     run.learner.model.eval()
     policy = make_policy(run, seed=step_seed(cfg.seed, step, 1), greedy=False)
+    run.generation = None if cfg.ray_actors > 0 else policy.stats
     if cfg.ray_actors > 0:
         from agents.distributed import run_episodes_on_ray, ship_lm_policy
 
@@ -72,7 +120,7 @@ def collect(run: Run, step: int) -> list[Trajectory]:
             num_envs=cfg.num_envs, group_size=cfg.group_size or 1, seed=step_seed(cfg.seed, step, 2),
             policy_seed=policy.seed, progress=False,
         )  # fmt: skip
-        return trajectories_from(results)
+        return trunk_states_for(run, trajectories_from(results))
     with torch_module().no_grad():
         results = run_episodes(
             policy,
@@ -83,7 +131,18 @@ def collect(run: Run, step: int) -> list[Trajectory]:
             seed=step_seed(cfg.seed, step, 2),
             progress=False,
         )
-    return trajectories_from(results)
+    return trunk_states_for(run, trajectories_from(results))
+
+
+def trunk_states_for(run: Run, trajectories: list[Trajectory]) -> list[Trajectory]:
+    """With ``--train-layers``: every trajectory with its trunk states (computed where missing)."""
+    boundary = run.learner.boundary
+    if boundary is None:
+        return trajectories
+    from agents.lm.trunk import with_trunk_states
+
+    padding = pad_id(run.learner.tokenizer)
+    return with_trunk_states(run.learner.model, trajectories, boundary, padding, run.cfg.micro_batch_size)
 
 
 def episode_metrics(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
@@ -134,13 +193,15 @@ def forward(
     entropy: bool = False,
     value_backprop: bool = False,
     temperature: float = 1.0,
+    boundary: int | None = None,
 ) -> Forward:
     """Log-probs of the batch's action tokens (+ values, entropy) in one pass.
 
     Same numbers as ``agents.lm.trajectory.sequence_logprobs`` on action tokens (a test checks
     it), but the vocabulary projection runs on action positions only: on the tiny model it is
     ~40% of the compute, and action tokens are ~5% of an episode. Outside action tokens the
-    log-probs are constant zeros, so nothing there can carry gradient.
+    log-probs are constant zeros, so nothing there can carry gradient. With ``boundary`` and
+    the batch's ``trunk_states`` (``--train-layers``), only the layers from ``boundary`` up run.
     """
     torch = torch_module()
     action_mask = batch["action_mask"][:, 1:].bool()
@@ -154,7 +215,14 @@ def forward(
             )
         return Forward(sequence_logprobs(model, batch, temperature=temperature), action_mask)
     decoder, head = parts
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    if boundary is not None and "trunk_states" in batch:
+        from agents.lm.trunk import top_forward
+
+        hidden = top_forward(model, batch["trunk_states"], batch["attention_mask"], boundary)
+    else:
+        hidden = decoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state
     states = hidden[:, :-1]
     targets = batch["input_ids"][:, 1:][action_mask]
     logits = head(states[action_mask]).float() / temperature
@@ -187,6 +255,7 @@ def run_forward(
         entropy=entropy,
         value_backprop=cfg.value_backprop,
         temperature=run.algorithm.logprob_temperature(cfg),
+        boundary=run.learner.boundary,
     )
 
 

@@ -6,13 +6,13 @@
     python -m benchmarks.bench_step --device cuda                    # on a GPU: step_cuda.json
     python -m benchmarks.bench_step --em-checkpoint runs/smol_sft    # EM cost of fewer tokens
 
-A step is ``agents.algos.pg.PolicyGradient.step`` (collect -> score: the rescoring pass and the
-KL reference pass -> advantages -> update), timed phase by phase by wrapping the functions it
-calls, so the step is the one training runs. Time is this process's CPU time on a CPU (other
-jobs on a shared machine do not count), wall-clock on a GPU. Each variant (``VARIANTS``) adds
-one lever to the row above it, from the same weights and seed: the exact levers (prompt cache,
-rollout log-probs) leave the episodes as they were; LoRA and shorter observations change the
-work. Writes ``benchmarks/results/step_cpu.{json,md}`` (``step_cuda`` on a GPU).
+A step is ``agents.rl.PolicyGradient.step`` (collect -> score: the rescoring pass and the
+KL reference pass -> advantages -> update), the one training runs; its phases come from the
+metrics it logs (``agents.update.PhaseClock``). Time is this process's CPU time on a CPU
+(other jobs on a shared machine do not count), wall-clock on a GPU. Each variant
+(``VARIANTS``) adds one lever to the row above it, from the same weights and seed: rollout
+log-probs and the top layers on trunk states are exact (``tests/test_trunk.py``); shorter
+episodes change the work. Writes ``benchmarks/results/step_cpu.{json,md}`` (``step_cuda`` on a GPU).
 
 ``--em-checkpoint`` measures instead what shorter episodes cost in exact match: the checkpoint
 plays the same questions greedily under each ``TOKEN_SETTINGS`` entry, compared with the
@@ -24,12 +24,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from benchmarks.bench_generation import machine_description
 from benchmarks.tables import cell, table
@@ -37,78 +34,37 @@ from tasks.storage import atomic_write_json, atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 SHORT_OBSERVATIONS = ("--snippet-chars", "120", "--top-k", "2")
-# name: (algorithm, training options, prompt cache on)
-VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
-    "nsr: levers off": ("nsr", (), False),
-    "nsr: + rollout log-probs": ("nsr", ("--old-logprobs", "rollout"), False),
-    "nsr: + LoRA": ("nsr", ("--old-logprobs", "rollout", "--lora"), False),
-    "nsr: + short observations": ("nsr", ("--old-logprobs", "rollout", "--lora", *SHORT_OBSERVATIONS), False),
-    "grpo: levers off": ("grpo", (), False),
-    "grpo: + prompt cache": ("grpo", (), True),
-    "grpo: + rollout log-probs": ("grpo", ("--old-logprobs", "rollout"), True),
-    "grpo: + KL weight 0": ("grpo", ("--old-logprobs", "rollout", "--kl-coef", "0"), True),
+SHORT_EPISODES = (*SHORT_OBSERVATIONS, "--read-chars", "300", "--prompt", "short")
+ROLLOUT = ("--old-logprobs", "rollout")
+# name: (algorithm, training options); each row adds one lever to the row above it.
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "nsr: levers off": ("nsr", ()),
+    "nsr: + rollout log-probs": ("nsr", ROLLOUT),
+    "nsr: + short episodes": ("nsr", (*ROLLOUT, *SHORT_EPISODES)),
+    "nsr: + top 8 layers on trunk states": ("nsr", (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "8")),
+    "nsr: + top 4 layers": ("nsr", (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4")),
+    "nsr: + 16 envs in one batch": (
+        "nsr",
+        (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4", "--num-envs", "16"),
+    ),
+    "grpo: levers off": ("grpo", ()),
+    "grpo: + rollout log-probs": ("grpo", ROLLOUT),
+    "grpo: + short episodes": ("grpo", (*ROLLOUT, *SHORT_EPISODES)),
+    "grpo: + top 4 layers on trunk states": ("grpo", (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4")),
+    "grpo: + 16 envs in one batch": (
+        "grpo",
+        (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4", "--num-envs", "16"),
+    ),
 }
-
-
-class PhaseTimer:
-    """Adds up the time spent in wrapped functions, per phase, on one clock."""
-
-    def __init__(self, device: Any) -> None:
-        """Time with CPU time on a CPU, with wall-clock (after a device sync) on a GPU."""
-        import torch
-
-        self.on_gpu = device.type == "cuda"
-        self.clock: Callable[[], float] = time.perf_counter if self.on_gpu else time.process_time
-        self.sync: Callable[[], None] = torch.cuda.synchronize if self.on_gpu else (lambda: None)
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.policies: list[Any] = []
-
-    def wrap(self, phase: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function``, with its time added to ``phase``."""
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self.sync()
-            started = self.clock()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.sync()
-                self.seconds[phase] += self.clock() - started
-
-        return timed
-
-
-@contextmanager
-def instrumented(timer: PhaseTimer, prompt_cache: bool) -> Iterator[None]:
-    """Time the step's phases; keep each rollout's policy (for its generation statistics)."""
-    from agents import update
-    from agents.algos import pg
-    from agents.lm.kv_cache import PromptCache
-
-    make_policy = update.make_policy
-
-    def recorded_policy(*args: Any, **kwargs: Any) -> Any:
-        policy = make_policy(*args, **kwargs)
-        if not prompt_cache:
-            policy.prompt_cache = PromptCache(0)
-        timer.policies.append(policy)
-        return policy
-
-    patches = {
-        (pg, "collect"): timer.wrap("rollout", pg.collect),
-        (pg, "score"): timer.wrap("score", pg.score),
-        (pg, "reference_logprobs"): timer.wrap("reference", pg.reference_logprobs),
-        (pg, "update_passes"): timer.wrap("update", pg.update_passes),
-        (update, "make_policy"): recorded_policy,
-    }
-    with ExitStack() as stack:
-        for (module, name), replacement in patches.items():
-            stack.enter_context(mock.patch.object(module, name, replacement))
-        yield
+PHASES = ("rollout", "score", "update", "step")
 
 
 def measure_variant(model: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Build a fresh run of variant ``name`` and time ``args.steps`` RL steps of it, phase by phase."""
+    """Build a fresh run of variant ``name`` and time ``args.steps`` RL steps of it, phase by phase.
+
+    The step is the one training runs (``run.algorithm.step``); its phases are read from the
+    metrics it logs (``agents.update.PhaseClock``), nothing is patched.
+    """
     import numpy as np
     import torch
 
@@ -116,7 +72,7 @@ def measure_variant(model: str, name: str, args: argparse.Namespace) -> dict[str
     from agents.config import config_from_args
     from agents.learner import Run, build_learner
 
-    algo, extra, prompt_cache = VARIANTS[name]
+    algo, extra = VARIANTS[name]
     options = ["--algo", algo, "--model", model, *common_options(model, args), *extra]
     cfg = config_from_args(options).resolved()
     torch.manual_seed(cfg.seed)
@@ -124,11 +80,17 @@ def measure_variant(model: str, name: str, args: argparse.Namespace) -> dict[str
     run = Run(cfg, algorithm(), build_learner(cfg, algorithm), np.random.default_rng(cfg.seed))
     for step in range(args.warmup_steps):
         run.algorithm.step(run, step)
-    timer = PhaseTimer(torch.device(args.device_type))
-    with instrumented(timer, prompt_cache):
-        timed_step = timer.wrap("step", run.algorithm.step)
-        metrics = [timed_step(run, step) for step in range(args.warmup_steps, args.warmup_steps + args.steps)]
-    summary = summarize(timer, metrics, cfg.update_epochs or 1, args.steps)
+    metrics = []
+    for step in range(args.warmup_steps, args.warmup_steps + args.steps):
+        wall, cpu = time.perf_counter(), time.process_time()
+        if args.device_type == "cuda":
+            torch.cuda.synchronize()
+        record = run.algorithm.step(run, step)
+        if args.device_type == "cuda":
+            torch.cuda.synchronize()
+        record["step_time"], record["step_cpu_time"] = time.perf_counter() - wall, time.process_time() - cpu
+        metrics.append(record)
+    summary = summarize(metrics, cfg.update_epochs or 1, args.device_type == "cuda")
     return {"variant": name, "command": "python -m agents.train " + " ".join(options), **summary}
 
 
@@ -143,24 +105,21 @@ def common_options(model: str, args: argparse.Namespace) -> list[str]:
     return options + (["--init", init] if init else [])
 
 
-def summarize(
-    timer: PhaseTimer, metrics: Sequence[dict[str, Any]], epochs: int, steps: int
-) -> dict[str, Any]:
-    """Per-step seconds by phase, throughputs and the step's own metrics, averaged over steps."""
-    seconds = {
-        phase: timer.seconds.get(phase, 0.0) / steps for phase in ("rollout", "reference", "update", "step")
-    }
-    seconds["rescoring"] = timer.seconds.get("score", 0.0) / steps - seconds["reference"]
-    stats = [policy.stats for policy in timer.policies]
-    generated = sum(s.generated_tokens for s in stats)
-    decode = sum(s.decode_seconds if timer.on_gpu else s.decode_cpu_seconds for s in stats)
+def summarize(metrics: Sequence[dict[str, Any]], epochs: int, on_gpu: bool) -> dict[str, Any]:
+    """Per-step seconds by phase (CPU time on a CPU, wall-clock on a GPU), throughputs, metrics."""
+    steps = len(metrics)
+    suffix = "_time" if on_gpu else "_cpu_time"
+    seconds = {phase: sum(m.get(phase + suffix, 0.0) for m in metrics) / steps for phase in PHASES}
+    generated = sum(m.get("generated_tokens", 0.0) for m in metrics)
+    decode = sum(m.get("decode_cpu_time", 0.0) for m in metrics)
     tokens, episodes = sum(m["tokens"] for m in metrics), sum(m["episodes"] for m in metrics)
     return {
         "seconds_per_step": seconds,
+        "wall_seconds_per_step": sum(m["step_time"] for m in metrics) / steps,
         "tokens_per_episode": tokens / episodes,
         "generated_tokens_per_step": generated / steps,
-        "prefill_tokens_per_step": sum(s.prefill_tokens for s in stats) / steps,
-        "shared_prompt_tokens_per_step": sum(s.shared_prompt_tokens for s in stats) / steps,
+        "prefill_tokens_per_step": sum(m.get("prefill_tokens", 0.0) for m in metrics) / steps,
+        "shared_prompt_tokens_per_step": sum(m.get("shared_prompt_tokens", 0.0) for m in metrics) / steps,
         "generation_tokens_per_second": generated / max(seconds["rollout"] * steps, 1e-9),
         "decode_tokens_per_second": generated / max(decode, 1e-9),
         "update_tokens_per_second": tokens * epochs / max(seconds["update"] * steps, 1e-9),
@@ -177,14 +136,19 @@ def forward_probe(model_name: str, device: Any, tokens: int = 256) -> dict[str, 
 
     from agents.lm.models import load_model
 
-    timer, ids = PhaseTimer(device), torch.randint(0, 1000, (1, tokens), device=device)
+    ids = torch.randint(0, 1000, (1, tokens), device=device)
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
+    rates = {}
     for dtype in ("float32", "bfloat16"):
         model = load_model(model_name, dtype=dtype)[0].to(device).eval()
-        forward = timer.wrap(dtype, model)
         with torch.no_grad():
             model(input_ids=ids[:, :16])  # first-call allocations
-            forward(input_ids=ids)
-    return {f"{dtype}_tokens_per_second": tokens / seconds for dtype, seconds in timer.seconds.items()}
+            started = clock()
+            model(input_ids=ids)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            rates[f"{dtype}_tokens_per_second"] = tokens / (clock() - started)
+    return rates
 
 
 def warm_retrieval() -> None:
@@ -305,7 +269,7 @@ def em_report(results: dict[str, Any]) -> str:
 
 def report(results: dict[str, Any]) -> str:
     """The results as Markdown: one row per model and variant."""
-    phases = ("rollout", "rescoring", "reference", "update", "step")
+    phases = PHASES
     header = ["model", "variant", "tokens/ep", *(f"{phase} s" for phase in phases)]
     header += ["gen tok/s", "update tok/s", "logprob gap", "reward"]
     rows = [

@@ -12,6 +12,7 @@ from searchenv.episode import EpisodeRecord, Turn
 from searchenv.observations import (
     ANSWER_RECEIVED,
     MAX_OBSERVATION_CHARS,
+    PROMPT_TEMPLATES,
     render_error,
     render_hits,
     render_passage,
@@ -93,6 +94,11 @@ class SearchQAEnv(gym.Env[str, Any]):
     - `reward_preset`: `"rezero-strict"` (default), `"rezero"`, `"em"`, `"f1"` or a `RewardPreset`.
     - `reward_mode`: `"terminal"` or `"dense"`.
     - `max_turns`, `top_k`, `snippet_chars`: the turn budget, hits per search, snippet length.
+    - `read_chars`: `None` (default) returns the whole passage on a read; a number returns that
+      many characters of it, starting at the clause that shares most words with the episode's
+      last search (the snippet rule, with a larger budget): shorter episodes for cheap training.
+    - `prompt`: `"full"` (default: instructions for an agent that has never seen the tags) or
+      `"short"` (one line of tags, then the question: fewer tokens for a model taught by SFT).
     - `hops`, `kinds`: keep only questions with these hop counts / kinds.
     - `task_kwargs`, `retriever_kwargs`: passed to the task loader and the index builder.
     - `judge`: optional `(question, answer, golds) -> float` used for correctness; it must not be
@@ -112,6 +118,8 @@ class SearchQAEnv(gym.Env[str, Any]):
         max_turns: int = 8,
         top_k: int = 3,
         snippet_chars: int = 300,
+        prompt: str = "full",
+        read_chars: int | None = None,
         hops: int | Sequence[int] | None = None,
         kinds: Sequence[str] | None = None,
         task_kwargs: Mapping[str, Any] | None = None,
@@ -125,6 +133,10 @@ class SearchQAEnv(gym.Env[str, Any]):
             raise ValueError(f"render_mode must be None or 'ansi', not {render_mode!r}")
         if max_turns < 1 or top_k < 1 or snippet_chars < 20:
             raise ValueError("max_turns and top_k must be >= 1 and snippet_chars >= 20")
+        if read_chars is not None and read_chars < 20:
+            raise ValueError(f"read_chars must be None (whole passages) or >= 20, not {read_chars}")
+        if prompt not in PROMPT_TEMPLATES:
+            raise ValueError(f"prompt must be one of {sorted(PROMPT_TEMPLATES)}, not {prompt!r}")
         self.task = shared_task(task, **dict(task_kwargs or {}))
         self.questions = filter_questions(self.task, split, hops, kinds)
         self._by_id = _ids_to_questions(self.questions, f"the {split!r} split of {self.task.name!r}")
@@ -135,6 +147,8 @@ class SearchQAEnv(gym.Env[str, Any]):
         self.max_turns = max_turns
         self.top_k = top_k
         self.snippet_chars = snippet_chars
+        self.prompt_style = prompt
+        self.read_chars = read_chars
         self.judge = judge
         self.render_mode = render_mode
         self.split = split
@@ -145,6 +159,7 @@ class SearchQAEnv(gym.Env[str, Any]):
         self._question: Question | None = None
         self._opaque_id = ""
         self._turns: list[Turn] = []
+        self._last_query_words: frozenset[str] = frozenset()
         self._transcript: list[tuple[str, str]] = []
         self._paid = 0.0
         self._done = True
@@ -169,10 +184,15 @@ class SearchQAEnv(gym.Env[str, Any]):
             self._question = self.questions[int(self.np_random.integers(len(self.questions)))]
         self._opaque_id = opaque_question_id(self._question.qid)
         self._turns = []
+        self._last_query_words = frozenset()
         self._paid = 0.0
         self._done = False
         prompt = render_prompt(
-            self._question.question, corpus=self.task.name, top_k=self.top_k, max_turns=self.max_turns
+            self._question.question,
+            corpus=self.task.name,
+            top_k=self.top_k,
+            max_turns=self.max_turns,
+            style=self.prompt_style,
         )
         self._transcript = [("", prompt)]
         return prompt, self._info(None, None, [])
@@ -229,6 +249,7 @@ class SearchQAEnv(gym.Env[str, Any]):
         # benchmarks/bench_env.py measures.
         query = parsed.argument
         words = query_words(query)  # before the retriever call, while the caches are warm
+        self._last_query_words = words
         hits = self.retriever.search(query, self.top_k)
         passage_of = self._passage_of
         max_chars = self.snippet_chars
@@ -259,7 +280,10 @@ class SearchQAEnv(gym.Env[str, Any]):
                 )
                 return self._error_observation(error), turn, []
             turn = Turn(raw=raw, tool="read", argument=parsed.argument, search_tags=parsed.search_tags)
-            return render_passage(passage.doc_id, passage.title, passage.text), turn, []
+            text = passage.text
+            if self.read_chars is not None:
+                text = best_snippet(text, self._last_query_words, self.read_chars)
+            return render_passage(passage.doc_id, passage.title, text), turn, []
         turn = Turn(raw=raw, tool="answer", argument=parsed.argument, search_tags=parsed.search_tags)
         return ANSWER_RECEIVED, turn, []
 

@@ -38,6 +38,15 @@ Each turn, reply with exactly one action:
 You may think inside <think>...</think> before the action. You have {max_turns} turns.
 Question: {question}"""
 
+# The short prompt (``prompt="short"``): for a model that has learned the action format by SFT,
+# the instructions are mostly tokens to prefill every episode. It keeps the three tags and the
+# turn budget, and the question stays the last line.
+SHORT_PROMPT_TEMPLATE = (
+    "Reply with one of <search>query</search>, <read>doc id</read>, <answer>answer</answer>. "
+    "{max_turns} turns.\nQuestion: {question}"
+)
+PROMPT_TEMPLATES = {"full": PROMPT_TEMPLATE, "short": SHORT_PROMPT_TEMPLATE}
+
 ANSWER_RECEIVED = "Answer received. The episode is over."
 NO_HITS = "No passages matched this query. Try other words."
 
@@ -67,21 +76,27 @@ class PassageView:
     text: str
 
 
-def render_prompt(question: str, *, corpus: str, top_k: int, max_turns: int) -> str:
-    """The reset observation: instructions, then the question on the last line.
+def render_prompt(question: str, *, corpus: str, top_k: int, max_turns: int, style: str = "full") -> str:
+    """The reset observation: instructions (``style`` "full" or "short"), then the question last.
 
     >>> prompt = render_prompt("What is the capital of France?", corpus="factbook", top_k=3, max_turns=8)
     >>> prompt.splitlines()[-1]
     'Question: What is the capital of France?'
     >>> parse_question(prompt)
     'What is the capital of France?'
+    >>> print(render_prompt("Capital of Chad?", corpus="factbook", top_k=3, max_turns=4, style="short"))
+    Reply with one of <search>query</search>, <read>doc id</read>, <answer>answer</answer>. 4 turns.
+    Question: Capital of Chad?
     """
-    prompt = PROMPT_TEMPLATE.format(corpus=corpus, top_k=top_k, max_turns=max_turns, question=question)
+    if style not in PROMPT_TEMPLATES:
+        raise ValueError(f"prompt style must be one of {sorted(PROMPT_TEMPLATES)}, not {style!r}")
+    template = PROMPT_TEMPLATES[style]
+    prompt = template.format(corpus=corpus, top_k=top_k, max_turns=max_turns, question=question)
     if len(prompt) <= MAX_OBSERVATION_CHARS:
         return prompt
-    fixed = len(PROMPT_TEMPLATE.format(corpus="", top_k=top_k, max_turns=max_turns, question=""))
+    fixed = len(template.format(corpus="", top_k=top_k, max_turns=max_turns, question=""))
     corpus, question = _fit([corpus, question], MAX_OBSERVATION_CHARS - fixed)
-    return PROMPT_TEMPLATE.format(corpus=corpus, top_k=top_k, max_turns=max_turns, question=question)
+    return template.format(corpus=corpus, top_k=top_k, max_turns=max_turns, question=question)
 
 
 def render_hits(hits: Iterable[tuple[str, str, str]]) -> str:

@@ -442,12 +442,14 @@ def test_rollout_logprobs_replace_the_rescoring_pass(tiny, monkeypatch: pytest.M
     """``old_logprobs="rollout"``: no forward pass, and old log-probs within fp32 noise of rescoring."""
     from types import SimpleNamespace
 
-    from agents.algos import pg
+    from agents import rl as pg
     from agents.config import TrainConfig
 
     model, tokenizer = tiny
     trajectories = _grouped_episodes(LMPolicy(model, tokenizer, max_new_tokens=12, seed=2))
-    learner = SimpleNamespace(model=model, tokenizer=tokenizer, value_head=None, reference=None)
+    learner = SimpleNamespace(
+        model=model, tokenizer=tokenizer, value_head=None, reference=None, boundary=None
+    )
     algorithm = SimpleNamespace(logprob_temperature=lambda cfg: cfg.temperature)
 
     def scored(mode: str) -> pg.Scored:

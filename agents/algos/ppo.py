@@ -1,6 +1,6 @@
 """PPO for LM search agents: the clipped surrogate with token-level GAE and a value head.
 
-collect, score, update   as every RL algorithm (``pg.PolicyGradient``)
+collect, score, update   as every RL algorithm (``agents.rl.PolicyGradient``)
 rewards    each episode's reward on its last action token, 0 elsewhere
 values     a linear head on the policy's last hidden state (detached by default, so the
            critic cannot pull the policy's representation around)
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from agents.algos.pg import PolicyGradient, Scored
 from agents.losses import Aggregation, aggregate, check_token_tensors
+from agents.rl import PolicyGradient, Scored
 from agents.update import Forward, pad_rows
 
 if TYPE_CHECKING:

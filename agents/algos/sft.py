@@ -18,7 +18,7 @@ from torch import Tensor
 
 from agents.algos.base import Algorithm
 from agents.losses import Aggregation, aggregate
-from agents.update import accumulate, collect, episode_metrics, optimizer_step
+from agents.update import accumulate, collect, episode_metrics, optimizer_step, trunk_states_for
 
 if TYPE_CHECKING:
     from agents.learner import Run
@@ -123,7 +123,11 @@ class SFT(Algorithm):
         metrics: dict[str, Any] = {}
         if cfg.sft_source == "oracle":
             indices = epoch_batch_indices(len(self.demonstrations), cfg.sft_batch_size, step, cfg.seed)
-            batch = [self.demonstrations[i] for i in indices]
+            # With --train-layers the trunk is frozen: a demonstration's states are computed the
+            # first time it is drawn and kept for its later epochs.
+            batch = trunk_states_for(run, [self.demonstrations[i] for i in indices])
+            for i, demonstration in zip(indices, batch, strict=True):
+                self.demonstrations[i] = demonstration
             metrics["epoch"] = step * cfg.sft_batch_size / len(self.demonstrations)
         else:
             sampled = collect(run, step)

@@ -224,24 +224,31 @@ class PromptCache:
     def __init__(self, size: int) -> None:
         """Keep at most ``size`` prompts (0 keeps none)."""
         self.size = size
-        self._entries: OrderedDict[tuple[int, ...], tuple[LayerCache, Any]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], tuple[LayerCache, Any, Any]] = OrderedDict()
         self._version: int | None = None
 
-    def get(self, tokens: Sequence[int], version: int) -> tuple[LayerCache, Any] | None:
-        """The (cache, last logits [1, V]) of ``tokens`` under weights ``version``, or None."""
+    def get(
+        self, tokens: Sequence[int], version: int, *, with_trunk: bool = False
+    ) -> tuple[LayerCache, Any, Any] | None:
+        """The (cache, last logits [1, V], trunk states) of ``tokens`` under ``version``, or None.
+
+        ``with_trunk`` asks for an entry that also holds the prompt's trunk states
+        (``agents.lm.trunk``); one stored without them is then a miss.
+        """
         if version != self._version:
             self._entries.clear()
             self._version = version
         entry = self._entries.get(tuple(tokens))
-        if entry is not None:
-            self._entries.move_to_end(tuple(tokens))
+        if entry is None or (with_trunk and entry[2] is None):
+            return None
+        self._entries.move_to_end(tuple(tokens))
         return entry
 
-    def put(self, tokens: Sequence[int], cache: LayerCache, logits: Any) -> None:
-        """Remember ``tokens``' cache and last logits, forgetting the oldest entry when full."""
+    def put(self, tokens: Sequence[int], cache: LayerCache, logits: Any, trunk: Any = None) -> None:
+        """Remember ``tokens``' cache, last logits and trunk states, forgetting the oldest when full."""
         if self.size < 1:
             return
-        self._entries[tuple(tokens)] = (cache, logits)
+        self._entries[tuple(tokens)] = (cache, logits, trunk)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 

@@ -43,6 +43,7 @@ from agents.lm.compat import cache_kwargs, output_cache
 from agents.lm.kv_cache import DecodeBatch, LayerCache, PromptCache, weights_version
 from agents.lm.models import require_torch
 from agents.lm.tokens import ContextBudget, EpisodeTokens, closing_token_ids, context_limit
+from agents.lm.trunk import TrunkRecorder
 from agents.policy import slot
 
 CLOSING_TAG = re.compile(r"</(?:search|read|answer)>")
@@ -55,6 +56,7 @@ class SlotState:
     record: EpisodeTokens = field(default_factory=EpisodeTokens)
     cache: LayerCache | None = None  # per layer (keys, values), [1, heads, cached, dim]
     cached: int = 0
+    trunk: list[Any] = field(default_factory=list)  # recorded trunk states, [tokens, H] chunks
 
 
 @dataclass
@@ -101,9 +103,14 @@ class LMPolicy:
         max_context_tokens: int | None = None,
         observation_role: str = "user",
         prompt_cache_size: int = 8,
+        record_trunk: int | None = None,
         name: str = "lm",
     ) -> None:
-        """Wrap ``model`` and ``tokenizer``; ``prompt_cache_size`` recent prompts keep their KV cache."""
+        """Wrap ``model`` and ``tokenizer``; ``prompt_cache_size`` recent prompts keep their KV cache.
+
+        ``record_trunk=b`` records, for every token run, the hidden state entering decoder
+        layer ``b`` (``agents.lm.trunk``): a trainer of the top layers reuses them.
+        """
         torch, _ = require_torch()
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -137,6 +144,8 @@ class LMPolicy:
         self._exhausted: set[int] = set()
         self.prompt_cache = PromptCache(prompt_cache_size)
         self._may_close = closing_token_ids(tokenizer)
+        self.record_trunk = record_trunk
+        self._recorder: TrunkRecorder | None = None
         self.stats = GenerationStats()
 
     @property
@@ -199,6 +208,9 @@ class LMPolicy:
         self._exhausted.discard(int(index))
         if state is None:
             raise KeyError(f"slot {index} has no episode: act() was never called for it since its last reset")
+        if state.trunk:
+            torch, _ = require_torch()
+            state.record.trunk_states = torch.cat(state.trunk)
         return state.record
 
     # -- generation ----------------------------------------------------------------------------
@@ -207,6 +219,8 @@ class LMPolicy:
         torch, _ = require_torch()
         was_training = self.model.training
         self.model.eval()
+        if self.record_trunk is not None:
+            self._recorder = TrunkRecorder(self.model, self.record_trunk)
         try:
             with torch.no_grad():
                 started, cpu_started = time.perf_counter(), time.process_time()
@@ -225,6 +239,9 @@ class LMPolicy:
                 return texts
         finally:
             self.model.train(was_training)
+            if self._recorder is not None:
+                self._recorder.close()
+                self._recorder = None
 
     def _prefill(self, state: SlotState, version: int) -> Any:
         """Run the slot's uncached tokens on top of its cache; return the last logits [1, V].
@@ -235,9 +252,11 @@ class LMPolicy:
         new_tokens = state.record.token_ids[state.cached :]
         fresh = state.cached == 0
         if fresh:
-            hit = self.prompt_cache.get(new_tokens, version)
+            hit = self.prompt_cache.get(new_tokens, version, with_trunk=self._recorder is not None)
             if hit is not None:
-                state.cache, logits = hit
+                state.cache, logits, trunk = hit
+                if self._recorder is not None:
+                    state.trunk.append(trunk)
                 state.cached = len(new_tokens)
                 self.stats.shared_prompt_tokens += len(new_tokens)
                 return logits
@@ -258,8 +277,11 @@ class LMPolicy:
         state.cached += len(new_tokens)
         self.stats.prefill_tokens += len(new_tokens)
         logits = output.logits[:, -1].float()
+        trunk = self._recorder.take()[0] if self._recorder is not None else None
+        if trunk is not None:
+            state.trunk.append(trunk)
         if fresh:
-            self.prompt_cache.put(new_tokens, state.cache, logits)
+            self.prompt_cache.put(new_tokens, state.cache, logits, trunk)
         return logits
 
     def _decode(self, states: list[SlotState], logits: Any) -> list[str]:
@@ -346,6 +368,11 @@ class LMPolicy:
             **cache_kwargs(self.model, batch.cache),
         )
         batch.bias[:, 0, 0, column].masked_fill_(~fed, mask_value)  # later steps must not see a pad
+        if self._recorder is not None:
+            states = self._recorder.take()
+            for position, row_fed in enumerate(batch.fed()):
+                if row_fed:
+                    batch.states[batch.rows[position]].trunk.append(states[position])
         batch.column += 1
         self.stats.decode_steps += 1
         return output.logits[:, -1].float()

@@ -31,6 +31,8 @@ class EpisodeTokens:
     end-of-turn token), 0 otherwise; ``logprobs[t]`` is the behaviour log-prob of a sampled
     token, 0.0 where the mask is 0 or the action was demonstrated. ``context_exhausted`` is True
     when the context budget ran out and the later turns got an empty action.
+    ``trunk_states`` holds, when the policy recorded them (``agents.lm.trunk``), the hidden
+    states entering the first trained layer of every token the policy ran: all but the last.
     """
 
     token_ids: list[int] = field(default_factory=list)
@@ -38,6 +40,7 @@ class EpisodeTokens:
     logprobs: list[float] = field(default_factory=list)
     n_generated: int = 0
     context_exhausted: bool = False
+    trunk_states: Any = None  # [tokens run, H] hidden states entering the trained layers, if recorded
 
     def extend(
         self, token_ids: Sequence[int], generated: bool, logprobs: Sequence[float] | None = None
