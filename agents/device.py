@@ -7,7 +7,10 @@ the device: bfloat16 on a GPU, float32 on a CPU (bf16 matmuls are slow on most C
 
 from __future__ import annotations
 
+import os
+import platform
 import types
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -64,3 +67,28 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def model_device(model: Any) -> torch.device:
     """The device a model's weights are on."""
     return next(model.parameters()).device
+
+
+def machine_description(device: Any) -> dict[str, Any]:
+    """What a figure was measured on: CPU model and vector extension, load, versions, GPU."""
+    import torch
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line
+        ]
+        cpu = names[0] if names else cpu
+    machine: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
+    return machine

@@ -24,6 +24,7 @@ written; every ``save_every`` steps an atomic checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,7 @@ import numpy as np
 from agents import checkpoint as ckpt
 from agents.algos import get_algorithm
 from agents.config import RESUME_OVERRIDABLE, TrainConfig, config_from_args, config_from_dict
-from agents.device import resolve_device, torch_module
+from agents.device import machine_description, resolve_device, torch_module
 from agents.evaluate import evaluate_model, quiet_transformers
 from agents.learner import Run, build_learner
 from agents.weights import save_checkpoint
@@ -73,12 +74,17 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
     return dataclasses.replace(saved, **overrides).resolved(), existing
 
 
+def start_step_of(checkpoint: Path | None) -> int:
+    """The step a run starts from: 0, or the resumed checkpoint's."""
+    return 0 if checkpoint is None else int(ckpt.read_state(checkpoint)["step"])
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; return the run folder."""
     torch = torch_module()
     quiet_transformers()
     cfg, resume_from = prepare_run(cfg)
-    resolve_device(cfg.device)  # a missing GPU fails here, before anything is written
+    device = resolve_device(cfg.device)  # a missing GPU fails here, before anything is written
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -86,6 +92,11 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if resume_from is None:
         ckpt.atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
+    # Where the steps' timings were measured: each start or resume adds a line.
+    with (out / "machine.jsonl").open("a", encoding="utf-8") as machines:
+        machines.write(
+            json.dumps({"start_step": start_step_of(resume_from), **machine_description(device)}) + "\n"
+        )
 
     algorithm_class = get_algorithm(cfg.algo)
     learner = build_learner(cfg, algorithm_class, resume_from)

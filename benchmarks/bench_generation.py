@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agents.device import DEVICES, resolve_device
+from agents.device import DEVICES, machine_description, resolve_device
 from tasks.storage import atomic_write_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -203,31 +202,6 @@ def measure(source: str, dtype: str, n_episodes: int, args) -> dict[str, Any]:
         "speedup_wall": sequential["wall_seconds"] / batched["wall_seconds"],
         "identical_outputs": same_tokens,
     }
-
-
-def machine_description(device: Any) -> dict[str, Any]:
-    """What a figure was measured on: CPU model and vector extension, load, versions, GPU."""
-    import torch
-
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line
-        ]
-        cpu = names[0] if names else cpu
-    machine: dict[str, Any] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": cpu,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-    }
-    if device.type == "cuda":
-        machine["gpu"] = torch.cuda.get_device_name(device)
-    return machine
 
 
 def conversion_seconds() -> float:

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_generation import machine_description
+from agents.device import machine_description
 from benchmarks.tables import cell, table
 from tasks.storage import atomic_write_json, atomic_write_text
 

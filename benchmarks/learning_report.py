@@ -1,12 +1,14 @@
-r"""Before/after training reward of RL runs, from their own ``metrics.jsonl``.
+r"""Before/after training reward of RL runs, from their own ``metrics.jsonl``, and their curves.
 
     python -m benchmarks.learning_report runs/smol_nsr runs/smol_ppo \\
         --out benchmarks/results/learning_smollm2
 
 For each run: the mean reward of the training episodes in the first and the last quarter of
 its steps (at least one step each), with 95% bootstrap intervals over episodes, and the
-difference with an interval from independent resamples of the two sets. Copies each run's
-``metrics.jsonl`` and ``config.json`` next to the report, so the figures can be recomputed.
+difference with an interval from independent resamples of the two sets; its steps, wall time
+and the machine it ran on. ``learning.png`` draws each run's training reward and dev EM over
+steps. Copies each run's ``metrics.jsonl`` and ``config.json`` next to the report, so the
+figures can be recomputed.
 """
 
 from __future__ import annotations
@@ -65,20 +67,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--no-plots", action="store_true", help="skip learning.png")
     args = parser.parse_args(argv)
 
-    report = {}
+    report: dict[str, Any] = {}
     rows = []
+    curves = {}
     for run in args.runs:
+        records = [
+            json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        curves[run.name] = records
         result = before_after(episode_rewards(run))
+        result["wall_time_s"] = float(records[-1].get("wall_time", 0.0)) if records else 0.0
+        machines = run / "machine.jsonl"
+        if machines.exists():
+            result["machines"] = [
+                json.loads(line) for line in machines.read_text(encoding="utf-8").splitlines()
+            ]
         report[run.name] = result
         first, last, diff = result["first"], result["last"], result["difference"]
-        rows.append([run.name, str(result["steps"]), cell(first), cell(last), cell(diff, signed=True)])
-        for name in ("metrics.jsonl", "config.json"):
+        minutes = cell(result["wall_time_s"] / 60, 1)
+        rows.append(
+            [run.name, str(result["steps"]), minutes, cell(first), cell(last), cell(diff, signed=True)]
+        )
+        for name in ("metrics.jsonl", "config.json", "machine.jsonl"):
             if (run / name).exists():
                 atomic_write_text(args.out / run.name / name, (run / name).read_text(encoding="utf-8"))
     atomic_write_json(args.out / "rl_reward.json", report, indent=2, sort_keys=False)
-    lines = table(["run", "steps", "first quarter reward", "last quarter reward", "change"], rows)
+    if not args.no_plots:
+        from benchmarks.plotting import plot_learning_curves
+
+        print(f"plot: {plot_learning_curves(curves, args.out / 'learning.png')}")
+    header = ["run", "steps", "wall min", "first quarter reward", "last quarter reward", "change"]
+    lines = table(header, rows)
     atomic_write_text(args.out / "rl_reward.md", "".join(f"{line}\n" for line in lines))
     print("\n".join(lines))
     return 0

@@ -229,6 +229,33 @@ def plot_rl_reward(records: Mapping[str, Sequence[Mapping[str, Any]]], path: Pat
     return save_figure(figure, path, dpi=110)
 
 
+def plot_learning_curves(records: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path:
+    """Per run: training reward per step (and its 10-step running mean), and dev EM over steps."""
+    plt = pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for index, (name, run) in enumerate(records.items()):
+        color = f"C{index % 10}"
+        trained = [r for r in run if "reward_mean" in r]
+        steps = np.array([r["step"] for r in trained])
+        rewards = np.array([r["reward_mean"] for r in trained])
+        left.plot(steps, rewards, color=color, alpha=0.25, lw=0.7)
+        window = min(10, len(rewards))
+        if window >= 2:
+            smooth = np.convolve(rewards, np.ones(window) / window, mode="valid")
+            left.plot(steps[window - 1 :], smooth, color=color, lw=1.8, label=name)
+        evaluated = [r for r in run if "eval_em" in r]
+        if evaluated:
+            evaluated_steps = [r["step"] + 1 for r in evaluated]
+            ems = [r["eval_em"] for r in evaluated]
+            right.plot(evaluated_steps, ems, marker="o", color=color, label=name)
+    left.set(xlabel="step", ylabel="mean episode reward", title="Training reward (10-step mean)")
+    right.set(xlabel="step", ylabel="greedy EM", title="Dev EM during training", ylim=(0, 1))
+    left.legend(fontsize=8)
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize=8)
+    return save_figure(figure, path, dpi=110)
+
+
 def plot_probe(bars: Mapping[str, Interval], questions: int, path: Path) -> Path:
     """Probe reward before (first bar) and after each RL run, with 95% intervals."""
     plt = pyplot()
