@@ -91,7 +91,7 @@ def debug_enabled() -> bool:
 def one_line(text: str) -> str:
     r"""``text`` with its whitespace runs (newlines included) collapsed to single spaces.
 
-    >>> one_line("no such file\\n  try again ")
+    >>> one_line("no such file\n  try again ")
     'no such file try again'
     """
     return " ".join(text.split())
@@ -208,7 +208,7 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends ``(default: X)`` once, and only where it says something.
 
     Not when the help already speaks of its default, not for ``None`` (the help says what unset
-    means), flags or required options.
+    means) and not for required options.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
@@ -218,7 +218,6 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             or action.default is argparse.SUPPRESS
             or action.required
             or "default" in text.lower()
-            or (action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction))
         ):
             return action.help
         return super()._get_help_string(action)

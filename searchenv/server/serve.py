@@ -84,6 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
         app = create_app(
             task, retriever, limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms
         )
+        sock.listen(2048)  # from here a client's connection waits for uvicorn instead of failing
         print(
             f"serving {args.task} ({len(task.corpus):,} passages, {args.backend}) on "
             f"{socket_url(sock)}  (POST /retrieve, POST /read, GET /health)",
