@@ -131,9 +131,10 @@ def task_configs(
 
 
 def check_tasks(args: argparse.Namespace, configs: dict[str, RunConfig]) -> None:
-    """Each task loads and has questions in the split (after --hops); the backend exists.
+    """Each task has questions in the split (after --hops) and the backend exists.
 
     Loads the tasks (which the evaluation reuses) but no index: a mistake fails in a second.
+    Checkpoints are only reached through ``load_policy``, when their pair is played.
     """
     from searchenv.cli_errors import check_backend, user_input
     from searchenv.questions import select_questions
