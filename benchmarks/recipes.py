@@ -45,6 +45,25 @@ SMOLLM2: Mapping[str, Any] = {
 }
 
 
+# SmolLM2-135M on one CPU thread, in fp32 (bf16 is slow on CPUs without bf16 instructions), in
+# short episodes: the short prompt, two hits of 120 characters, reads of 300 characters around
+# the last query's words (issue 16's cheap path; README "Learning on a CPU").
+SMOLLM2_CPU: Mapping[str, Any] = {
+    "model": "smollm2-135m",
+    "dtype": "float32",
+    "task": "factbook",
+    "hops": 1,
+    "max_turns": 4,
+    "prompt": "short",
+    "snippet_chars": 120,
+    "top_k": 2,
+    "read_chars": 300,
+    "threads": 1,
+    "max_new_tokens": 32,
+    "progress": False,
+}
+
+
 def _config(base: Mapping[str, Any], values: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
     return TrainConfig(**{**base, **values, **overrides})
 
@@ -130,6 +149,41 @@ def smollm2_rl(out: PathLike, algo: str, init: PathLike, *, steps: int = 6, **ov
     values |= {"max_new_tokens": 32, "episodes_per_step": 16, "num_envs": 8, "threads": 1}
     values |= {"save_every": steps, "micro_batch_size": 2 if algo == "ppo" else 8}
     return _config(SMOLLM2, values, overrides)
+
+
+def smollm2_cpu_sft(out: PathLike, *, steps: int = 36, **overrides: Any) -> TrainConfig:
+    """Full fine-tuning of SmolLM2-135M in short episodes: 36 steps of 8 demonstrations, lr 1e-4.
+
+    Args:
+        out: the run folder.
+        steps: SFT steps.
+        **overrides: any other ``TrainConfig`` field.
+    """
+    values = {"algo": "sft", "out": str(out), "steps": steps, "sft_batch_size": 8, "micro_batch_size": 2}
+    values |= {"lr": 1e-4, "warmup_steps": 3, "save_every": 12, "max_new_tokens": 48}
+    return _config(SMOLLM2_CPU, values, overrides)
+
+
+def smollm2_cpu_rl(
+    out: PathLike, algo: str, init: PathLike, *, steps: int = 100, **overrides: Any
+) -> TrainConfig:
+    """RL of SmolLM2-135M on a CPU: the top 4 layers on trunk states, 16 episodes a step.
+
+    Old log-probs come from the rollout (no rescoring pass); 16 envs play a step's episodes in
+    one batch; dev EM on 64 questions every 25 steps, and a checkpoint there, all kept, so the
+    checkpoint can be chosen on dev.
+
+    Args:
+        out: the run folder.
+        algo: grpo, nsr, wreinforce, ppo.
+        init: the SFT run or checkpoint the policy starts from.
+        steps: RL steps.
+        **overrides: any other ``TrainConfig`` field (``seed``, ``lr``, ``kl_coef``...).
+    """
+    values = {"algo": algo, "out": str(out), "init": str(init) if init else None, "steps": steps, "lr": 2e-5}
+    values |= {"train_layers": 4, "old_logprobs": "rollout", "episodes_per_step": 16, "num_envs": 16}
+    values |= {"eval_every": 25, "eval_episodes": 64, "save_every": 25, "keep_last": steps // 25 + 1}
+    return _config(SMOLLM2_CPU, values, overrides)
 
 
 def train_argv(cfg: TrainConfig) -> list[str]:

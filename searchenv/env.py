@@ -20,7 +20,7 @@ from searchenv.observations import (
     unknown_doc_message,
 )
 from searchenv.question_ids import opaque_question_id
-from searchenv.questions import filter_questions
+from searchenv.questions import filter_questions, splits_holding
 from searchenv.resources import shared_retriever, shared_task
 from searchenv.rewards import RewardPreset, get_preset, reward_breakdown, total_reward
 from searchenv.snippets import best_snippet, query_words
@@ -176,8 +176,11 @@ class SearchQAEnv(gym.Env[str, Any]):
         if "question_id" in options:
             qid = options["question_id"]
             if qid not in self._by_id:
+                elsewhere = splits_holding(self.task, qid)
+                where = f"; it is in {', '.join(map(repr, elsewhere))}: pass split=" if elsewhere else ""
                 raise ValueError(
                     f"question_id {qid!r} is not in the {self.split!r} split of {self.task.name!r}"
+                    + (f"{where}{elsewhere[0]!r}" if elsewhere else "")
                 )
             self._question = self._by_id[qid]
         else:
