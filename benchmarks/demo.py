@@ -1,35 +1,46 @@
-"""``make demo``: the whole loop on the bundled default task, on a CPU.
+"""``make demo``: the whole loop on the bundled default task, on a CPU, SmolLM2 learning by RL.
 
 1. Build (or load) the factbook index and show a few numbers about the task.
-2. Train the tiny model with SFT on oracle demonstrations (single-hop questions).
-3. Continue it with NSR and with PPO, each from the SFT checkpoint.
-4. Evaluate every agent, scripted and trained, on the test split with the leaderboard, and
-   print its table and the paths of its plots.
+2. SFT of SmolLM2-135M on oracle demonstrations, in the short episodes of the CPU recipe
+   (``benchmarks.recipes.smollm2_cpu_sft``, fewer steps).
+3. GRPO from the SFT checkpoint on the cheap path: the top 4 layers on trunk states
+   (``benchmarks.recipes.smollm2_cpu_rl``, fewer steps).
+4. The leaderboard of every agent, scripted and trained, on test questions, with RL against
+   SFT paired by question; its table, the difference with its 95% interval and its plots.
 
-Runs go to ``runs/demo`` and resume when the demo is started again; ``--fresh`` starts over.
-The training settings are ``benchmarks.recipes``' tiny-model recipes.
+Every phase draws a progress bar with an ETA. Runs go to ``runs/demo`` and resume when the demo
+is started again; ``--fresh`` starts over. ``--quick`` checks the plumbing with the 5M tiny model
+(a few steps, 30 questions) instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from agents.config import TrainConfig
 from benchmarks import recipes
 from searchenv.cli_errors import ArgumentParser, reports_errors
 from searchenv.resources import shared_retriever, shared_task
 
-# The leaderboard evaluates in the env the tiny model was trained in.
-ENV_FLAGS = ("--hops", "1", "--snippet-chars", "200", "--max-turns", "4")
 SCRIPTED = ("random", "bm25", "oracle", "spam-search", "repeat-query", "candidate-list")
-RL_ALGOS = ("nsr", "ppo")
+RL_ALGO = "grpo"
+# The demo's budget on two cores (about 30 minutes in all; README "make demo").
+SFT_STEPS, RL_STEPS, QUESTIONS = 12, 12, 80
+QUICK_SFT_STEPS, QUICK_RL_STEPS, QUICK_QUESTIONS = 4, 2, 30
+
+
+def env_flags(cfg: TrainConfig) -> list[str]:
+    """The leaderboard's env options: those the policies were trained in."""
+    flags = ["--hops", str(cfg.hops), "--max-turns", str(cfg.max_turns), "--top-k", str(cfg.top_k)]
+    flags += ["--snippet-chars", str(cfg.snippet_chars), "--prompt", cfg.prompt]
+    return flags + (["--read-chars", str(cfg.read_chars)] if cfg.read_chars else [])
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -58,11 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--results", type=Path, default=Path("runs/demo/leaderboard"), help="folder of the leaderboard"
     )
     parser.add_argument(
-        "--max-questions", type=int, default=None, help="evaluate on a subset (default: all; 30 with --quick)"
+        "--max-questions",
+        type=int,
+        default=None,
+        help=f"test questions evaluated (default: {QUESTIONS}; {QUICK_QUESTIONS} with --quick)",
     )
     parser.add_argument("--fresh", action="store_true", help="delete earlier demo runs first")
     parser.add_argument(
-        "--quick", action="store_true", help="a plumbing check: 4 SFT and 2 RL steps, 30 test questions"
+        "--quick",
+        action="store_true",
+        help="a plumbing check with the tiny model: 4 SFT and 2 RL steps, 30 test questions",
     )
     args = parser.parse_args(argv)
     if args.max_questions is not None and args.max_questions < 1:
@@ -80,26 +96,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"[demo] factbook: {len(task.corpus):,} passages; questions {counts}; index {retriever.backend} ready"
     )
-
-    sft_budget: dict[str, Any] = (
-        {"steps": 4, "warmup_steps": 1, "save_every": 2} if args.quick else {"save_every": 60}
-    )
-    rl_budget = {"steps": 2, "save_every": 1} if args.quick else {"steps": 15, "save_every": 5}
+    questions = args.max_questions or (QUICK_QUESTIONS if args.quick else QUESTIONS)
     if args.quick:
-        args.max_questions = args.max_questions or 30
-    sft = train(recipes.tiny_sft(args.out / "sft", **sft_budget))
-    trained = {algo: train(recipes.tiny_rl(args.out / algo, algo, sft, **rl_budget)) for algo in RL_ALGOS}
+        sft_cfg = recipes.tiny_sft(args.out / "sft", steps=QUICK_SFT_STEPS, warmup_steps=1, progress=True)
+        sft = train(sft_cfg)
+        rl_cfg = recipes.tiny_rl(args.out / RL_ALGO, RL_ALGO, sft, steps=QUICK_RL_STEPS, progress=True)
+    else:
+        sft_cfg = recipes.smollm2_cpu_sft(args.out / "sft", steps=SFT_STEPS, progress=True)
+        sft = train(sft_cfg)
+        rl_cfg = recipes.smollm2_cpu_rl(
+            args.out / RL_ALGO, RL_ALGO, sft, steps=RL_STEPS, eval_every=0, save_every=RL_STEPS, progress=True
+        )
+    rl = train(rl_cfg)
 
     from benchmarks import leaderboard
 
-    agents = [*SCRIPTED, f"sft={sft}", *(f"{name}={path}" for name, path in trained.items())]
-    leaderboard_args = ["--agents", *agents, *ENV_FLAGS, "--out", str(args.results), "--no-progress"]
-    if args.max_questions:
-        leaderboard_args += ["--max-questions", str(args.max_questions)]
+    agents = [*SCRIPTED, f"sft={sft}", f"{RL_ALGO}={rl}"]
+    leaderboard_args = ["--agents", *agents, *env_flags(sft_cfg), "--out", str(args.results)]
+    leaderboard_args += ["--max-questions", str(questions), "--compare", RL_ALGO, "sft"]
     print("$ python -m benchmarks.leaderboard " + " ".join(leaderboard_args), flush=True)
     status = leaderboard.main(leaderboard_args)
+    report_rl_against_sft(args.results / "results.json")
     print(f"\n[demo] total wall time {(time.perf_counter() - started) / 60:.1f} min")
     return status
+
+
+def report_rl_against_sft(results: Path) -> None:
+    """Print RL - SFT on EM, paired by question, from the leaderboard's results."""
+    for comparison in json.loads(results.read_text(encoding="utf-8"))["comparisons"]:
+        em = comparison["diff"]["em"]
+        print(
+            f"[demo] {comparison['a']} - {comparison['b']} on {comparison['task']}: EM {em['mean']:+.3f} "
+            f"[{em['low']:+.3f}, {em['high']:+.3f}] (95% paired bootstrap over questions)"
+        )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ from searchenv.metrics import (
 from tasks.storage import atomic_write_json, atomic_write_text
 
 Pair = Mapping[str, Any]
-ENV_OPTIONS = ("max_turns", "top_k", "snippet_chars", "hops", "reward_preset", "backend")
+ENV_OPTIONS = (
+    *("max_turns", "top_k", "snippet_chars", "read_chars", "prompt", "hops", "reward_preset", "backend"),
+)
 
 
 def compare_pairs(
@@ -228,8 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = [a.label for a in agents]
     if len(set(labels)) != len(labels):
         parser.error(f"agent labels collide: {labels}; name checkpoints with LABEL=PATH")
-    if args.compare and not set(args.compare) <= set(labels):
-        parser.error(f"--compare {args.compare} must name agents among {labels}")
+    for pair in args.compare or ():
+        if not set(pair) <= set(labels):
+            parser.error(f"--compare {' '.join(pair)} must name agents among {labels}")
     config = RunConfig(
         split=args.split,
         seeds=tuple(args.seeds),
@@ -263,8 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (e.agent.label, e.task_label): record["rows"] for e, record in zip(evaluations, records, strict=True)
     }
     comparisons = []
-    if args.compare:
-        first, second = args.compare
+    for first, second in args.compare or ():
         for task in dict.fromkeys(e.task_label for e in evaluations):
             diff = compare_pairs(
                 rows[(first, task)], rows[(second, task)], n_resamples=args.bootstrap_resamples

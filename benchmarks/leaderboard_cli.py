@@ -46,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
         default = env_default(flag[2:].replace("-", "_"))
         parser.add_argument(flag, type=int, default=None, help=f"{text} (default: the env's, {default})")
     parser.add_argument(
+        "--read-chars",
+        type=int,
+        default=None,
+        help="characters a read returns, around the last query's words (default: the whole passage)",
+    )
+    parser.add_argument(
+        "--prompt",
+        choices=["full", "short"],
+        default=None,
+        help="the env's reset prompt; checkpoints trained on the short one need it (default: full)",
+    )
+    parser.add_argument(
         "--hops", type=int, default=None, help="keep only questions with this hop count (default: all)"
     )
     parser.add_argument(
@@ -91,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compare",
         nargs=2,
+        action="append",
         metavar=("A", "B"),
         default=None,
-        help="paired A - B on EM, F1 and reward (default: none)",
+        help="paired A - B on EM, F1 and reward; repeat for more pairs (default: none)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
