@@ -2,7 +2,8 @@
 
 Every ``TrainConfig`` field is a command-line option of ``python -m agents.train`` whose help is
 the docstring written under the field (CleanRL style). Fields left at ``None`` are filled in
-by the algorithm (``TrainConfig.resolved``), so each algorithm owns its defaults.
+by the algorithm (``agents.algos.resolve``), so each algorithm owns its defaults. The config is
+data: it names its algorithm and imports none; the registry's names are the CLI's choices.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agents.algos import ALGORITHMS
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; saved in every checkpoint.
 
-    Fields left at ``None`` take the algorithm's default (see ``resolved``).
+    Fields left at ``None`` take the algorithm's default (``agents.algos.resolve``).
     """
 
-    algo: Literal["sft", "ppo", "nsr", "wreinforce", "grpo"] = "sft"
+    algo: str = dataclasses.field(default="sft", metadata={"choices": ALGORITHMS})
     """Objective: sft (masked NLL of demonstrations), ppo (clipped surrogate, GAE, value head,
     KL), nsr (advantage r - 1: only wrong answers get gradient), wreinforce (+lambda correct,
     -1 wrong), grpo (group-normalized reward, clipped ratio)."""
@@ -219,20 +222,13 @@ class TrainConfig:
             raise ValueError(
                 f"episodes_per_step={self.episodes_per_step} must be a multiple of group_size={group}"
             )
-        from agents.algos import get_algorithm
-
-        get_algorithm(self.algo).validate(self)
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"algo must be one of {ALGORITHMS}, got {self.algo!r}")
 
     @property
     def is_pretrained(self) -> bool:
         """Whether training starts from pretrained weights (any model but 'tiny', or --init)."""
         return self.model != "tiny" or self.init is not None
-
-    def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` default filled in by the algorithm (see ``agents.algos``)."""
-        from agents.algos import get_algorithm
-
-        return get_algorithm(self.algo).resolve(self)
 
     @property
     def task_kwargs(self) -> dict[str, Any]:
@@ -329,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             continue
         converter, choices = _argument_type(annotation)
+        choices = field.metadata.get("choices", choices)
         parser.add_argument(
             flag, type=converter, choices=choices, default=field.default, help=docs.get(field.name)
         )

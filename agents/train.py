@@ -9,7 +9,7 @@
 This file is the loop only. What a step does belongs to the algorithm (``agents.algos``, one
 family per file); what every algorithm shares lives beside it:
 
-    agents.config    TrainConfig, its CLI, per-algorithm defaults via TrainConfig.resolved()
+    agents.config    TrainConfig, its CLI, per-algorithm defaults via agents.algos.resolve
     agents.learner   weights, LoRA, value head, reference, optimizer (the trainable state)
     agents.rollout   the one episode loop (sampled episodes, demonstrations, GRPO groups)
     agents.update    forward pass, micro-batch accumulation, the optimizer step
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from agents import checkpoint as ckpt
-from agents.algos import get_algorithm
+from agents.algos import get_algorithm, resolve
 from agents.config import RESUME_OVERRIDABLE, TrainConfig, config_from_args, config_from_dict
 from agents.device import machine_description, resolve_device, torch_module
 from agents.evaluate import evaluate_model, quiet_transformers
@@ -56,10 +56,10 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
     if not cfg.resume:
         if existing is not None:
             raise FileExistsError(f"{out} already holds checkpoints: pass --resume, or choose another --out")
-        return cfg.resolved(), None
+        return resolve(cfg), None
     ckpt.remove_partial_checkpoints(out)
     if existing is None:
-        return cfg.resolved(), None
+        return resolve(cfg), None
     saved = config_from_dict(ckpt.read_state(existing)["config"])
     overrides = {name: getattr(cfg, name) for name in RESUME_OVERRIDABLE}
     ignored = [
@@ -71,7 +71,7 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
     ]
     if ignored:
         print(f"resume: keeping the run's saved values of {', '.join(ignored)}", file=sys.stderr)
-    return dataclasses.replace(saved, **overrides).resolved(), existing
+    return resolve(dataclasses.replace(saved, **overrides)), existing
 
 
 def start_step_of(checkpoint: Path | None) -> int:

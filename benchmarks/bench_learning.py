@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from agents import checkpoint as ckpt
+from agents.algos import resolve
 from agents.config import TrainConfig
 from agents.evaluate import evaluate_checkpoint
 from agents.train import train
@@ -216,7 +217,7 @@ def run(bench: BenchConfig) -> dict[str, Any]:
         records = ckpt.read_metrics(run_dir / "metrics.jsonl")
         after = _probe(run_dir, algo, bench, sft_cfg)
         report["phases"][algo] = {
-            "command": recipes.train_command(cfg.resolved()),
+            "command": recipes.train_command(resolve(cfg)),
             "train_seconds": seconds,
             "train_cpu_seconds": sum(r["step_cpu_time"] for r in records),
             "training": _first_last(records, max(1, bench.rl_steps // 4), bench.seed),

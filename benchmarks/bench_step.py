@@ -37,24 +37,17 @@ SHORT_OBSERVATIONS = ("--snippet-chars", "120", "--top-k", "2")
 SHORT_EPISODES = (*SHORT_OBSERVATIONS, "--read-chars", "300", "--prompt", "short")
 ROLLOUT = ("--old-logprobs", "rollout")
 # name: (algorithm, training options); each row adds one lever to the row above it.
+CHEAP = (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4", "--micro-batch-size", "4", "--num-envs", "16")
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "nsr: levers off": ("nsr", ()),
     "nsr: + rollout log-probs": ("nsr", ROLLOUT),
     "nsr: + short episodes": ("nsr", (*ROLLOUT, *SHORT_EPISODES)),
     "nsr: + top 8 layers on trunk states": ("nsr", (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "8")),
     "nsr: + top 4 layers": ("nsr", (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4")),
-    "nsr: + 16 envs in one batch": (
-        "nsr",
-        (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4", "--num-envs", "16"),
-    ),
-    "grpo: levers off": ("grpo", ()),
-    "grpo: + rollout log-probs": ("grpo", ROLLOUT),
-    "grpo: + short episodes": ("grpo", (*ROLLOUT, *SHORT_EPISODES)),
-    "grpo: + top 4 layers on trunk states": ("grpo", (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4")),
-    "grpo: + 16 envs in one batch": (
-        "grpo",
-        (*ROLLOUT, *SHORT_EPISODES, "--train-layers", "4", "--num-envs", "16"),
-    ),
+    "nsr: + micro-batches of 4, 16 envs in one batch": ("nsr", CHEAP),
+    "nsr: + top 2 layers": ("nsr", (*CHEAP, "--train-layers", "2")),
+    "grpo: cheap path, KL 0.04": ("grpo", CHEAP),
+    "grpo: + KL weight 0 (no reference pass)": ("grpo", (*CHEAP, "--kl-coef", "0")),
 }
 PHASES = ("rollout", "score", "update", "step")
 
@@ -68,13 +61,13 @@ def measure_variant(model: str, name: str, args: argparse.Namespace) -> dict[str
     import numpy as np
     import torch
 
-    from agents.algos import get_algorithm
+    from agents.algos import get_algorithm, resolve
     from agents.config import config_from_args
     from agents.learner import Run, build_learner
 
     algo, extra = VARIANTS[name]
     options = ["--algo", algo, "--model", model, *common_options(model, args), *extra]
-    cfg = config_from_args(options).resolved()
+    cfg = resolve(config_from_args(options))
     torch.manual_seed(cfg.seed)
     algorithm = get_algorithm(cfg.algo)
     run = Run(cfg, algorithm(), build_learner(cfg, algorithm), np.random.default_rng(cfg.seed))

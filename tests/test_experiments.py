@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.algos import resolve
 from benchmarks import recipes
 from benchmarks.evaluation import correct_matrix, paired_difference, pass_at_k_intervals
 from benchmarks.experiments import common, diversity, hacking, persistence
@@ -135,7 +136,7 @@ def test_other_callers_keep_their_recipe_values() -> None:
     demo += "--num-envs 16 --max-new-tokens 32 --no-progress --algo sft --steps 240 --lr 0.003 "
     demo += "--lr-schedule cosine --warmup-steps 20 --sft-batch-size 8 --save-every 60 --out runs/demo/sft"
     assert recipes.tiny_sft("runs/demo/sft", save_every=60) == _parsed(demo)
-    nsr = recipes.tiny_rl("runs/demo/nsr", "nsr", "runs/demo/sft", save_every=5).resolved()
+    nsr = resolve(recipes.tiny_rl("runs/demo/nsr", "nsr", "runs/demo/sft", save_every=5))
     assert (nsr.steps, nsr.lr, nsr.kl_coef, nsr.episodes_per_step, nsr.init) == (
         15,
         1e-4,
@@ -150,10 +151,10 @@ def test_other_callers_keep_their_recipe_values() -> None:
         ("smol_ppo", recipes.smollm2_rl("runs/smol_ppo", "ppo", "runs/smol_sft/checkpoints/step-00000028")),
     ):
         saved = config_from_dict(json.loads((smol / name / "config.json").read_text()))
-        assert cfg.resolved() == saved, name
+        assert resolve(cfg) == saved, name
     saved_sft = config_from_dict(json.loads((smol / "smol_sft" / "config.json").read_text()))
     # The published SFT ran 24 steps (saving every 12), then was resumed to its step-28 checkpoint.
-    assert recipes.smollm2_sft("runs/smol_sft", steps=24, save_every=12).resolved() == saved_sft
+    assert resolve(recipes.smollm2_sft("runs/smol_sft", steps=24, save_every=12)) == saved_sft
 
 
 # ---------------------------------------------------------------------------------------------- end to end

@@ -6,6 +6,7 @@ import gymnasium as gym
 import pytest
 import torch
 
+from agents.algos import resolve
 from agents.lm.chat import ChatFormat
 from agents.lm.models import env_vocabulary_texts, load_model
 from agents.lm.policy import LMPolicy
@@ -461,7 +462,7 @@ def test_rollout_logprobs_replace_the_rescoring_pass(tiny, monkeypatch: pytest.M
     algorithm = SimpleNamespace(logprob_temperature=lambda cfg: cfg.temperature)
 
     def scored(mode: str) -> pg.Scored:
-        cfg = TrainConfig(algo="nsr", old_logprobs=mode, micro_batch_size=3).resolved()
+        cfg = resolve(TrainConfig(algo="nsr", old_logprobs=mode, micro_batch_size=3))
         return pg.score(SimpleNamespace(cfg=cfg, learner=learner, algorithm=algorithm), trajectories)
 
     rescored = scored("rescore")

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from agents import checkpoint as ckpt
-from agents.algos import ALGORITHMS
+from agents.algos import ALGORITHMS, resolve
 from agents.config import TrainConfig, build_parser, config_from_args, field_docs
 from agents.evaluate import evaluate_checkpoint
 from agents.lm.trajectory import pad_batch, sequence_logprobs
@@ -84,13 +84,16 @@ def test_every_config_field_is_a_documented_option() -> None:
     assert "--reward-preset" in parser.format_help()
     cfg = config_from_args(["--algo", "grpo", "--hops", "1", "--no-progress", "--lr", "0.5"])
     assert (cfg.algo, cfg.hops, cfg.progress, cfg.lr) == ("grpo", 1, False, 0.5)
-    resolved = cfg.resolved()
+    resolved = resolve(cfg)
     assert resolved.group_size == 4 and resolved.kl_coef == 0.04 and resolved.lr == 0.5
-    assert TrainConfig(algo="nsr").resolved().kl_coef == 0.0
+    assert resolve(TrainConfig(algo="nsr")).kl_coef == 0.0
     with pytest.raises(SystemExit):
         config_from_args(["--algo", "dpo"])
+    with pytest.raises(ValueError, match="algo must be one of"):
+        TrainConfig(algo="dpo")
+    assert options["algo"].choices == ALGORITHMS  # the registry is the one list of names
     with pytest.raises(ValueError, match="group_size"):
-        TrainConfig(algo="grpo", group_size=1)
+        resolve(TrainConfig(algo="grpo", group_size=1))
     with pytest.raises(ValueError, match="multiple"):
         TrainConfig(episodes_per_step=6, group_size=4)
 
@@ -252,7 +255,7 @@ def test_rl_algorithms_run_end_to_end(
     run = _run(tmp_path / algo, *args)
     records = ckpt.read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in records] == [0, 1]
-    cfg = config_from_args(["--out", str(run), *FAST, *args]).resolved()
+    cfg = resolve(config_from_args(["--out", str(run), *FAST, *args]))
     _assert_same_metrics(records, GOLDEN[algo], cfg)
     assert len(digests) == len(records), "rollouts no longer go through agents.rollout.run_episodes"
     for step, (digest, expected) in enumerate(zip(digests, GOLDEN_ROLLOUTS[algo], strict=True)):

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from agents.algos import resolve
 from agents.config import TrainConfig
 from agents.lm.models import load_model
 from agents.lm.policy import LMPolicy
@@ -186,6 +187,6 @@ def test_score_uses_the_trunk_states(tiny) -> None:
         model=model, tokenizer=tokenizer, value_head=None, reference=None, boundary=boundary
     )
     algorithm = SimpleNamespace(logprob_temperature=lambda cfg: cfg.temperature)
-    cfg = TrainConfig(algo="nsr", micro_batch_size=3, train_layers=1).resolved()
+    cfg = resolve(TrainConfig(algo="nsr", micro_batch_size=3, train_layers=1))
     scored = pg.score(SimpleNamespace(cfg=cfg, learner=learner, algorithm=algorithm), trajectories)
     assert scored.logprob_gap is not None and scored.logprob_gap < 1e-5

@@ -6,14 +6,20 @@
   advantage of an episode: group-normalized reward, ``r - 1``, or ``+lambda / -1`` (``pg.py``).
 
 Each algorithm owns its defaults (``resolve``), its checks (``validate``), its loss and
-advantages (``step``). Nothing outside this package branches on the algorithm's name.
+advantages (``step``). Nothing outside this package branches on the algorithm's name. The
+registry below is the one list of names: ``TrainConfig`` and the CLI take theirs from it, so a
+new advantage-only algorithm is a class (in ``pg.py``) and a line here.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from agents.algos.base import Algorithm
+
+if TYPE_CHECKING:
+    from agents.config import TrainConfig
 
 # name -> "module:class"; modules are imported on first use, so the CLI stays cheap.
 _REGISTRY = {
@@ -39,4 +45,15 @@ def get_algorithm(name: str) -> type[Algorithm]:
     return algorithm
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "get_algorithm"]
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` checked by its algorithm, every field left at ``None`` set to the algorithm's default.
+
+    Raises:
+        ValueError: for settings the algorithm cannot run with (e.g. GRPO with groups of one).
+    """
+    algorithm = get_algorithm(cfg.algo)
+    algorithm.validate(cfg)
+    return algorithm.resolve(cfg)
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "get_algorithm", "resolve"]
