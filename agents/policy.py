@@ -37,3 +37,21 @@ def slot(info: Mapping[str, Any], position: int) -> int:
     """The batch slot an observation belongs to (see ``Policy``)."""
     value = info.get("slot", position)
     return int(value)
+
+
+def info_list(
+    infos: Sequence[Mapping[str, Any]] | Mapping[str, Any], count: int
+) -> Sequence[Mapping[str, Any]]:
+    """Per-env infos from a list, or from a gymnasium vector env's dict of arrays."""
+    if not isinstance(infos, Mapping):
+        return list(infos)
+    per_env: list[dict[str, Any]] = [{} for _ in range(count)]
+    for key, values in infos.items():
+        if key.startswith("_") or isinstance(values, Mapping):
+            continue
+        present = infos.get(f"_{key}")
+        for index in range(count):
+            if present is None or bool(present[index]):
+                value = values[index]
+                per_env[index][key] = value.item() if hasattr(value, "item") else value
+    return per_env

@@ -44,7 +44,7 @@ from agents.lm.kv_cache import DecodeBatch, LayerCache, PromptCache, weights_ver
 from agents.lm.models import require_torch
 from agents.lm.tokens import ContextBudget, EpisodeTokens, closing_token_ids, context_limit
 from agents.lm.trunk import TrunkRecorder
-from agents.policy import slot
+from agents.policy import info_list, slot
 
 CLOSING_TAG = re.compile(r"</(?:search|read|answer)>")
 
@@ -106,11 +106,7 @@ class LMPolicy:
         record_trunk: int | None = None,
         name: str = "lm",
     ) -> None:
-        """Wrap ``model`` and ``tokenizer``; ``prompt_cache_size`` recent prompts keep their KV cache.
-
-        ``record_trunk=b`` records, for every token run, the hidden state entering decoder
-        layer ``b`` (``agents.lm.trunk``): a trainer of the top layers reuses them.
-        """
+        """Wrap ``model``; ``record_trunk=b`` records layer ``b``'s input states (``agents.lm.trunk``)."""
         torch, _ = require_torch()
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -169,7 +165,7 @@ class LMPolicy:
         self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]] | Mapping[str, Any]
     ) -> list[str]:
         """One action per observation. ``infos`` may also be a gymnasium vector env's dict."""
-        infos = _info_list(infos, len(observations))
+        infos = info_list(infos, len(observations))
         if len(infos) != len(observations):
             raise ValueError(f"{len(observations)} observations but {len(infos)} infos")
         slots = [slot(info, position) for position, info in enumerate(infos)]
@@ -401,21 +397,3 @@ class LMPolicy:
             sorted_probs = sorted_probs.masked_fill(outside, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
-
-
-def _info_list(
-    infos: Sequence[Mapping[str, Any]] | Mapping[str, Any], count: int
-) -> Sequence[Mapping[str, Any]]:
-    """Per-env infos from a list, or from a gymnasium vector env's dict of arrays."""
-    if not isinstance(infos, Mapping):
-        return list(infos)
-    per_env: list[dict[str, Any]] = [{} for _ in range(count)]
-    for key, values in infos.items():
-        if key.startswith("_") or isinstance(values, Mapping):
-            continue
-        present = infos.get(f"_{key}")
-        for index in range(count):
-            if present is None or bool(present[index]):
-                value = values[index]
-                per_env[index][key] = value.item() if hasattr(value, "item") else value
-    return per_env
