@@ -159,4 +159,175 @@ def answer_from(form: QuestionForm, question: str, texts: Sequence[tuple[str, st
     return _first(_NAME, [title, text], question)
 
 
-__all__ = ["QuestionForm", "answer_from", "best_text", "fill_blank", "question_form", "search_query"]
+# --- Entity prose: "It is governed as a presidential republic. About 47,735,685 people live there." ---
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_CLAUSE = re.compile(r"(?:^|[;.\n|]\s*)[A-Z][\w ()'/-]{0,60}:\s+\S")  # a label, a colon, a space
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_DATE = re.compile(rf"\b(?:\d{{1,2}} (?:{_MONTHS}) \d{{4}}|(?:{_MONTHS}) \d{{1,2}}, \d{{4}})\b")
+_CODE = re.compile(r"(?<![\w.])(?:[A-Z][A-Z0-9]{1,5}|[A-Z][a-z]|\.[a-z]{2,3})(?![\w])")
+_SPAN_STOP = frozenset(
+    "is are was were be been being the a an of called named known as to at in on by its it there "
+    "their his her which that who whom".split()
+)
+_SPAN_END = frozenset("and but which that while where who whom its it".split())
+_TYPE_RULES = (
+    ("date", re.compile(r"\bwhen\b|\b(?:what|which) (?:year|date|day)\b|\bin what year\b", re.I)),
+    (
+        "number",
+        re.compile(
+            r"\bhow (?:many|much|high|large|big|long|far|tall|old|deep|wide)\b|"
+            r"\b(?:population|number|percentage|elevation|height|area|latitude|longitude)\b",
+            re.I,
+        ),
+    ),
+    ("code", re.compile(r"\b(?:code|symbol|abbreviation|acronym|abbreviated|initials)\b", re.I)),
+    (
+        "person",
+        re.compile(
+            r"^\W*(?:who|whom|whose)\b|\b(?:which|what) (?:person|man|woman|president|king|queen|"
+            r"leader|author|scientist|writer|artist)\b",
+            re.I,
+        ),
+    ),
+    (
+        "name",
+        re.compile(
+            r"^\W*where\b|\b(?:which|what) (?:city|town|country|place|state|region|island|river|mountain|"
+            r"language|company|team|organization|party|ship|book|film|song)\b",
+            re.I,
+        ),
+    ),
+)
+_FILLER = frozenset(
+    "what which who whom whose where when how is are was were the a an of in on to for by and or does do did "
+    "this that with has have it its kind many much about".split()
+)
+
+
+def is_prose(text: str) -> bool:
+    """True for running text, False for ``label: value`` records (the factbook's passages).
+
+    >>> is_prose("It is governed as a republic. Its capital is Paris.")
+    True
+    >>> is_prose("Capital: name: Paris; geographic coordinates: 48 52 N")
+    False
+    """
+    return _CLAUSE.search(text) is None
+
+
+def answer_type(question: str) -> str:
+    """What kind of span a question asks for: date, number, code, person, name or thing.
+
+    >>> [answer_type(q) for q in ("How many people live in Chad?", "Who wrote it?", "What is its capital?")]
+    ['number', 'person', 'thing']
+    """
+    return next((kind for kind, pattern in _TYPE_RULES if pattern.search(question)), "thing")
+
+
+def _stem(word: str) -> str:
+    return word.lower()[:5]
+
+
+def _keys(text: str, drop: str = "") -> set[str]:
+    dropped = {w.lower() for w in _WORD.findall(drop)}
+    return {
+        _stem(w)
+        for w in _WORD.findall(text)
+        if w.lower() not in _FILLER and w.lower() not in dropped and not w.isdigit()
+    }
+
+
+def _candidates(kind: str, sentence: str) -> list[re.Match[str]]:
+    if kind == "date":
+        return list(_DATE.finditer(sentence)) or list(_YEAR.finditer(sentence))
+    if kind == "number":
+        return list(_NUMBER.finditer(sentence))
+    if kind == "code":
+        return list(_CODE.finditer(sentence))
+    if kind in ("person", "name"):
+        return [m for m in _NAME.finditer(sentence) if m.group(0) not in _SENTENCE_STARTS]
+    return []
+
+
+_SENTENCE_STARTS = frozenset(
+    "It Its The A An In At On This That There These Those He She They People About".split()
+)
+
+
+def _span_near(sentence: str, keys: set[str]) -> str:
+    """The words after the last question word the sentence holds, else the name before the first."""
+    tokens = sentence.split()
+    hits = [i for i, token in enumerate(tokens) if _keys(token) & keys]
+    if not hits:
+        return ""
+    after: list[str] = []
+    for token in tokens[hits[-1] + 1 :]:
+        word = token.strip(".,;:!?\"'()")
+        if not after and word.lower() in _SPAN_STOP:
+            continue
+        if after and word.lower() in _SPAN_END:
+            break
+        after.append(word)
+        if len(after) == 6 or token[-1:] in ".,;:!?)":
+            break
+    if after:
+        return " ".join(after).strip()
+    before: list[str] = []
+    for token in reversed(tokens[: hits[0]]):
+        word = token.strip(".,;:!?\"'()")
+        if not before and word.lower() in _SPAN_STOP:
+            continue
+        if before and (token[-1:] in ",;:" or word.lower() in _SPAN_STOP | _SPAN_END or len(before) == 6):
+            break
+        before.insert(0, word)
+    names = [m.group(0) for m in _NAME.finditer(" ".join(before))]
+    return names[-1] if names else " ".join(before)
+
+
+def prose_answer(question: str, title: str, text: str) -> str:
+    """A short span of ``text`` that answers ``question``: its type's candidate nearest the question's words.
+
+    The sentence sharing most of the question's words (besides the entity's, which the title
+    names) is read; a date, number, code or name is taken from it when the question's wh-word
+    and nouns ask for one, else the words beside the question's last word in that sentence.
+
+    >>> text = "It is governed as a presidential republic. About 47,735,685 people live there."
+    >>> prose_answer("How many people live in Algeria?", "Algeria", text)
+    '47,735,685'
+    >>> prose_answer("What kind of government does Algeria have?", "Algeria", text)
+    'presidential republic'
+    """
+    keys = _keys(question, drop=title)
+    sentences = [s for s in _SENTENCE.split(text.strip()) if s]
+    if not sentences:
+        return ""
+    asked = question.lower()
+    kind = answer_type(question)
+    ranked = sorted(range(len(sentences)), key=lambda i: (-len(_keys(sentences[i]) & keys), i))
+    for index in ranked:
+        sentence = sentences[index]
+        found = [m for m in _candidates(kind, sentence) if m.group(0).strip(" ,.").lower() not in asked]
+        if found:
+            hits = [m.start() for m in re.finditer(r"\S+", sentence) if _keys(m.group(0)) & keys]
+            anchor = hits[-1] if hits else 0
+            return min(found, key=lambda m: abs(m.start() - anchor)).group(0).strip(" ,.")
+    for index in ranked:
+        span = _span_near(sentences[index], keys)
+        if span and span.lower() not in asked:
+            return span
+    names = [m.group(0) for s in sentences for m in _NAME.finditer(s) if m.group(0).lower() not in asked]
+    return names[0] if names else ""
+
+
+__all__ = [
+    "QuestionForm",
+    "answer_from",
+    "answer_type",
+    "best_text",
+    "fill_blank",
+    "is_prose",
+    "prose_answer",
+    "question_form",
+    "search_query",
+]

@@ -4,7 +4,9 @@
 - ``BM25HeuristicPolicy``: search the question, read the top hit, answer with the value of
   the best-matching ``field: value`` clause; search once more with other words when unsure.
   A question that quotes a passage (a blank to fill, or ten or more quoted words) is answered
-  from prose instead, by ``agents.extract``: any corpus, not only the factbook's.
+  from prose instead, by ``agents.extract``: any corpus, not only the factbook's. So is any
+  question whose best hit, once read, is running text rather than ``label: value`` records: a
+  span chosen by the question's type (``agents.extract.prose_answer``).
 - ``OraclePolicy``: knows the gold evidence (upper bound and SFT demonstrator).
 - Probes that a reward must not pay more than an honest agent: ``SpamSearchPolicy`` (several
   searches per turn, then a blind answer), ``RepeatQueryPolicy`` (the same query five times,
@@ -19,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from agents.extract import QuestionForm, answer_from, overlap, question_form, search_query
+from agents.extract import (
+    QuestionForm,
+    answer_from,
+    is_prose,
+    overlap,
+    prose_answer,
+    question_form,
+    search_query,
+)
 from agents.heuristics import (
     CLAUSE_RE,
     CONDITION_VALUE_RE,
@@ -183,6 +193,10 @@ class BM25HeuristicPolicy(_ScriptedPolicy):
             target = self.best_hit(episode, question)
             if target is not None:
                 yield self.read(episode, target)
+                title, text = episode.texts[-1]
+                if is_prose(text):  # running text, no ``label: value`` clause to match
+                    episode.guess = prose_answer(question, subject_of(title), text) or episode.guess
+                    return
             answer, score = extract_answer(question, episode.texts, raw=raw)
             episode.guess = answer or episode.guess
             if score >= self.confident_score:
