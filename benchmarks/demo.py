@@ -32,7 +32,7 @@ from searchenv.resources import shared_retriever, shared_task
 SCRIPTED = ("random", "bm25", "oracle", "spam-search", "repeat-query", "candidate-list")
 RL_ALGO = "grpo"
 # The demo's budget on two cores (about 30 minutes in all; README "make demo").
-SFT_STEPS, RL_STEPS, QUESTIONS = 12, 12, 80
+SFT_STEPS, RL_STEPS, QUESTIONS = 10, 10, 60
 QUICK_SFT_STEPS, QUICK_RL_STEPS, QUICK_QUESTIONS = 4, 2, 30
 
 
