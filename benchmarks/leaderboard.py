@@ -223,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--seeds must be distinct")
     if args.ray_actors < 0:
         parser.error("--ray-actors must be >= 0")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         agents = [resolve_agent(a) for a in args.agents]
     except FileNotFoundError as error:

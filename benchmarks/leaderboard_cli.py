@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-questions", type=int, default=None, help="a fixed random subset of M questions (default: all)"
     )
     parser.add_argument("--num-envs", type=int, default=8, help="envs stepped side by side per agent")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads of checkpoints played in this process; use 1 beside other jobs, "
+        "whose cores spinning threads would fight for (default: torch's choice)",
+    )
     for flag, text in (
         ("--max-turns", "turn budget per episode"),
         ("--top-k", "passages per search"),
