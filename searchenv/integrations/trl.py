@@ -8,6 +8,8 @@ Tested with trl 1.16.0, transformers 5.24.0 and datasets 5.2.0 (torch 2.13.0, CP
     from trl import GRPOConfig, GRPOTrainer
     from searchenv.integrations.trl import export_dataset, make_env_factory, searchqa_reward
 
+    # first a warm start: SFTTrainer(train_dataset=export_demonstrations("train", max_turns=4, ...))
+
     trainer = GRPOTrainer(
         model=model,                        # its tokenizer needs a tool-calling chat template
         processing_class=tokenizer,         # (use_tool_chat_template for ChatML tokenizers)
@@ -44,6 +46,8 @@ so that this running total is always known; summed, dense rewards equal the term
 from __future__ import annotations
 
 import functools
+import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +76,10 @@ Each tool call spends one of your {max_turns} turns.
 Question: {question}"""
 OUT_OF_TURNS = "The turn budget is spent: the episode is over without an answer."
 EPISODE_OVER = "The episode is over ({reason}); this call was ignored. Reply without calling a tool."
+# The demonstrations' last assistant turn, after the answer tool's result: a plain reply ends the rollout.
+FINAL_REPLY = "The answer is {answer}."
+TOOL_ARGUMENT = {"search": "query", "read": "doc_id", "answer": "answer"}
+_ACTION_RE = re.compile(r"<(search|read|answer)>(.*?)</\1>", re.DOTALL)
 
 
 class SearchQAToolEnv:
@@ -359,6 +367,119 @@ def export_dataset(
         for qid in sample_question_ids(questions, limit, seed)
     ]
     return datasets.Dataset.from_list(rows)
+
+
+def tool_schemas() -> list[dict[str, Any]]:
+    """The JSON schemas of the three tools, in the order TRL lists an env's methods (by name).
+
+    These are what ``GRPOTrainer(environment_factory=...)`` renders into its prompts; the
+    ``tools`` column of ``export_demonstrations`` holds the same, so SFT and GRPO prompts agree.
+    """
+    from transformers.utils import get_json_schema
+
+    return [get_json_schema(getattr(SearchQAToolEnv, name)) for name in sorted(TOOL_ARGUMENT)]
+
+
+def export_demonstrations(
+    split: str = "train",
+    *,
+    task: str | Task = "factbook",
+    hops: int | Sequence[int] | None = None,
+    kinds: Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    system_prompt: str = SYSTEM_PROMPT,
+    task_kwargs: Mapping[str, Any] | None = None,
+    **env_kwargs: Any,
+) -> Dataset:
+    """Oracle demonstrations as tool-calling chats: a warm start for TRL's ``SFTTrainer``.
+
+    Each row plays one question with ``agents.scripted.OraclePolicy`` through a real
+    ``SearchQAToolEnv`` and writes the episode as chat messages: the system message and the
+    prompt ``reset`` returns (exactly what ``GRPOTrainer`` shows a rollout), then per tool call
+    an assistant message with ``tool_calls`` (``{"type": "function", "function": {"name",
+    "arguments"}}``, arguments named as the tools take them) and a ``tool`` message holding the
+    env's observation, and last a plain assistant reply (``FINAL_REPLY``), which teaches the
+    model to stop once it has answered. The oracle's searches are question words, then the gold
+    passage's title words (see its docstring): queries a model could write.
+
+    Columns: ``messages`` (a list of JSON objects, since tool arguments differ in their keys),
+    ``tools`` (``tool_schemas()`` as a JSON string, which ``SFTTrainer`` renders into the
+    prompt as GRPO does), ``question_id``, ``split``, ``question``, ``reward`` and ``correct``.
+
+    Args:
+        split: ``"train"``, ``"dev"`` or ``"test"``.
+        task: A task name or a ``tasks.Task``.
+        hops: Keep only questions with these hop counts.
+        kinds: Keep only questions of these kinds.
+        limit: At most this many questions, drawn with ``seed`` (as ``export_dataset`` draws them).
+        seed: The seed of the subset.
+        system_prompt: The system message of every chat.
+        task_kwargs: Passed to the task loader when ``task`` is a name.
+        **env_kwargs: ``SearchQAToolEnv`` arguments (``max_turns``, ``top_k``, ``reward_preset``,
+            ...): use those the GRPO env factory uses, so that observations look the same.
+
+    Returns:
+        One row per question, in the order ``export_dataset`` gives them.
+
+    Raises:
+        ImportError: Without the ``datasets`` package.
+        ValueError: If no question is left after filtering, or ``limit`` < 1.
+    """
+    datasets = _require("datasets")
+    from agents.scripted import OraclePolicy
+
+    env = SearchQAToolEnv(task, split, task_kwargs=task_kwargs, **env_kwargs)
+    oracle = OraclePolicy(env._env.task)
+    questions = select_questions(task, split, hops=hops, kinds=kinds, task_kwargs=task_kwargs)
+    tools = json.dumps(tool_schemas())
+    rows = []
+    for question_id in sample_question_ids(questions, limit, seed):
+        observation = env.reset(question_id=question_id, split=split)
+        oracle.reset()
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system_prompt},
+            {"role": "user", "content": observation},
+        ]
+        answer = ""
+        while not env.done:
+            action = oracle.act([observation], [env.info])[0]
+            match = _ACTION_RE.search(str(action))
+            if match is None:
+                raise AssertionError(f"the oracle wrote no tool call: {action!r}")
+            name, argument = match.group(1), match.group(2)
+            answer = argument if name == "answer" else answer
+            call = {
+                "type": "function",
+                "function": {"name": name, "arguments": {TOOL_ARGUMENT[name]: argument}},
+            }
+            messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            observation = getattr(env, name)(argument)
+            messages.append({"role": "tool", "name": name, "content": observation})
+        messages.append({"role": "assistant", "content": FINAL_REPLY.format(answer=answer)})
+        rows.append(
+            {
+                "messages": messages,
+                "tools": tools,
+                "question_id": question_id,
+                "split": split,
+                "question": parse_question(messages[1]["content"]),
+                "reward": env.reward,
+                "correct": bool(env.correct),
+            }
+        )
+    features = datasets.Features(
+        {
+            "messages": datasets.List(datasets.Json()),
+            "tools": datasets.Value("string"),
+            "question_id": datasets.Value("string"),
+            "split": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "reward": datasets.Value("float64"),
+            "correct": datasets.Value("bool"),
+        }
+    )
+    return datasets.Dataset.from_list(rows, features=features)
 
 
 def use_tool_chat_template(tokenizer: Any) -> Any:
