@@ -51,7 +51,7 @@ class AgentSpec:
     """An agent as named on a command line: a scripted policy or a checkpoint."""
 
     label: str
-    kind: str  # "scripted" or "checkpoint"
+    kind: str  # "scripted", "checkpoint", or an LM baseline: "direct" or "rag" (agents.baselines)
     source: str  # the scripted name or the checkpoint path
     fingerprint: str = ""  # for checkpoints: size and mtime of its files, so a new save is redone
 
@@ -142,14 +142,32 @@ def _checkpoint_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+BASELINE_KINDS = ("direct", "rag")  # agents.baselines; kept here so naming one imports no torch
+BASELINE_MODELS = ("tiny", "smollm2-135m")  # agents.lm.models' names; any model or checkpoint folder too
+
+
 def resolve_agent(argument: str) -> AgentSpec:
-    """``NAME`` (scripted), ``PATH`` or ``LABEL=PATH`` (checkpoint) -> :class:`AgentSpec`.
+    """An agent argument as an :class:`AgentSpec`.
+
+    ``NAME`` is a scripted policy; ``PATH`` or ``LABEL=PATH`` a checkpoint; ``direct=MODEL`` or
+    ``rag=MODEL`` an LM baseline (``agents.baselines``; MODEL is a model name, a model folder or
+    a checkpoint), labelled ``direct_<model>``.
 
     Raises:
-        FileNotFoundError: ``argument`` is neither a scripted policy nor an existing path.
+        FileNotFoundError: ``argument`` is neither a scripted policy nor an existing path, or a
+            baseline's model is neither a known model name nor an existing path.
     """
     label, _, source = argument.rpartition("=") if "=" in argument else ("", "", argument)
     path = Path(source)
+    if label in BASELINE_KINDS:
+        if not path.exists() and source not in BASELINE_MODELS:
+            raise FileNotFoundError(
+                f"agent {argument!r}: the {label} baseline's model {source!r} is neither one of "
+                f"{list(BASELINE_MODELS)} nor an existing model or checkpoint folder"
+            )
+        model = "_".join(path.resolve().parts[-2:]) if path.exists() else source
+        fingerprint = _checkpoint_fingerprint(path) if path.exists() else ""
+        return AgentSpec(_LABEL_PATTERN.sub("_", f"{label}_{model}"), label, source, fingerprint)
     if path.exists():
         label = label or "_".join(path.resolve().parts[-2:])
         return AgentSpec(
@@ -182,6 +200,12 @@ def load_agent(
         from searchenv.resources import shared_task
 
         return make_policy(spec.source, task=shared_task(task, **dict(task_kwargs or {})), seed=seed)
+    if spec.kind in BASELINE_KINDS:
+        from agents.baselines import load_baseline
+
+        return load_baseline(
+            spec.kind, spec.source, greedy=greedy, temperature=temperature, seed=seed, device=device
+        )
     try:
         from agents.weights import load_policy
     except ImportError as error:
@@ -328,7 +352,7 @@ def write_record(path: Path, record: Mapping[str, Any]) -> None:
 
 
 def _play_in_worker(evaluation: Evaluation) -> dict[str, Any]:
-    if evaluation.agent.kind == "checkpoint":
+    if evaluation.agent.kind != "scripted":
         import torch
 
         torch.set_num_threads(1)  # the workers share the machine's cores
