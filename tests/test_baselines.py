@@ -82,3 +82,29 @@ def test_the_leaderboard_has_direct_and_rag_rows(tmp_path: Path, monkeypatch: py
 
 def test_doctests() -> None:
     assert doctest.testmod(baselines).failed == 0
+
+
+@pytest.mark.parametrize("mode", ["direct", "rag"])
+def test_a_real_model_plays_the_baseline_rows(mode: str, tmp_path: Path) -> None:
+    """The tiny model's real generate path (no stub): batched prompts in, one answer action per episode."""
+    from agents.lm.models import env_vocabulary_texts, load_model
+    from searchenv.resources import shared_task
+
+    task = shared_task("factbook")
+    passages = [(p.doc_id, p.title, p.text) for p in list(task.corpus.passages())[:300]]
+    texts = list(env_vocabulary_texts(passages, [q.question for q in task.questions("train")[:100]]))
+    model, tokenizer = load_model("tiny", cache_dir=tmp_path, corpus_texts=texts, seed=0)
+    policy = LMBaseline(model.eval(), tokenizer, mode, max_new_tokens=8)
+    ids = sample_question_ids(select_questions("factbook", "test", hops=1), 4, seed=0)
+    env = {"task": "factbook", "split": "test", "max_turns": 3, "top_k": 2}
+    results = run_episodes(policy, env, question_ids=ids, progress=False, num_envs=4)
+    assert len(results) == 4
+    for result in results:
+        tools = [turn.tool for turn in result.record.turns]
+        # Every turn but rag's first is one generated answer: valid (the episode ends) or, when the
+        # untrained model writes nothing usable, an invalid action that spends the turn.
+        generated = tools[1:] if mode == "rag" else tools
+        assert (mode == "direct" or tools[0] == "search") and generated
+        assert all(tool in ("answer", None) for tool in generated), tools
+        assert result.record.answer is not None or result.truncated
+        assert len(tools) <= 3
