@@ -1,6 +1,6 @@
 """Search-R1's baseline rows (issue 17): ``direct`` and ``rag`` behind the Policy interface and in
-the leaderboard, checked with a stub generator (the real models are exercised by the leaderboard
-run in the README; loading them here would cost minutes)."""
+the leaderboard. The episode logic and the leaderboard rows are checked with a stub generator
+(fixed replies make the assertions exact); the real generate path with the tiny model."""
 
 from __future__ import annotations
 
