@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents import checkpoint as ckpt
 from agents.config import config_from_dict
-from agents.device import DEVICES, resolve_device, torch_module
+from agents.device import DEVICES, machine_description, resolve_device, torch_module
 from agents.weights import load_policy, resolve_checkpoint
 from searchenv.cli_errors import ArgumentParser, UsageError, reports_errors, user_input
 
@@ -106,6 +106,7 @@ def evaluate_checkpoint(
         "reward": reward.mean,
         "reward_ci95": [reward.low, reward.high],
         **{k: v for k, v in summary.items() if k not in ("em", "reward", "episodes")},
+        "machine": machine_description(resolve_device(device)),
     }
 
 

@@ -81,10 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = before_after(episode_rewards(run))
         result["wall_time_s"] = float(records[-1].get("wall_time", 0.0)) if records else 0.0
         machines = run / "machine.jsonl"
-        if machines.exists():
-            result["machines"] = [
-                json.loads(line) for line in machines.read_text(encoding="utf-8").splitlines()
-            ]
+        result["machine"] = (
+            [json.loads(line) for line in machines.read_text(encoding="utf-8").splitlines()]
+            if machines.exists()
+            else "not recorded: the run predates machine.jsonl"
+        )
         report[run.name] = result
         first, last, diff = result["first"], result["last"], result["difference"]
         minutes = cell(result["wall_time_s"] / 60, 1)
