@@ -74,11 +74,6 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
     return resolve(dataclasses.replace(saved, **overrides)), existing
 
 
-def start_step_of(checkpoint: Path | None) -> int:
-    """The step a run starts from: 0, or the resumed checkpoint's."""
-    return 0 if checkpoint is None else int(ckpt.read_state(checkpoint)["step"])
-
-
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; return the run folder."""
     torch = torch_module()
@@ -92,11 +87,6 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if resume_from is None:
         ckpt.atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
-    # Where the steps' timings were measured: each start or resume adds a line.
-    with (out / "machine.jsonl").open("a", encoding="utf-8") as machines:
-        machines.write(
-            json.dumps({"start_step": start_step_of(resume_from), **machine_description(device)}) + "\n"
-        )
 
     algorithm_class = get_algorithm(cfg.algo)
     learner = build_learner(cfg, algorithm_class, resume_from)
@@ -111,6 +101,9 @@ def train(cfg: TrainConfig) -> Path:
         print(f"resuming {out} from step {start_step} ({resume_from.name})", file=sys.stderr, flush=True)
     elif metrics_path.exists():
         metrics_path.unlink()  # a run that died before its first checkpoint starts over
+    # Where the steps' timings were measured: each start or resume adds a line.
+    with (out / "machine.jsonl").open("a", encoding="utf-8") as machines:
+        machines.write(json.dumps({"start_step": start_step, **machine_description(device)}) + "\n")
 
     run = Run(cfg, algorithm_class(), learner, rng)
     run.algorithm.prepare(run)
