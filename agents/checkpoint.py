@@ -31,6 +31,7 @@ import os
 import random
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,9 +42,11 @@ from tasks.storage import atomic_directory, atomic_write_json, atomic_write_line
 __all__ = [
     "CHECKPOINTS_FOLDER",
     "STATE_FILE",
+    "DevChoice",
     "MetricsLog",
     "atomic_write_json",
     "checkpoint_name",
+    "dev_selected_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
     "read_metrics",
@@ -91,6 +94,45 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     """The most recent complete checkpoint of a run, or None."""
     checkpoints = list_checkpoints(run_dir)
     return checkpoints[-1][1] if checkpoints else None
+
+
+@dataclass(frozen=True)
+class DevChoice:
+    """The checkpoint of a run that scored best on the dev evaluations made during training."""
+
+    step: int
+    path: Path
+    dev_em: float
+    scores: tuple[tuple[int, float], ...]
+    """(checkpoint step, dev EM) of every checkpoint that competed, oldest first."""
+
+
+def dev_selected_checkpoint(run_dir: str | os.PathLike[str], metric: str = "eval_em") -> DevChoice:
+    """The complete checkpoint with the highest dev ``metric``; the earliest of equal ones.
+
+    The metrics line of step ``s`` (0-based) carries the evaluation of the weights after
+    ``s + 1`` steps, which is checkpoint ``step-(s+1)``; only checkpoints that exist and were
+    evaluated compete, so the test split never enters the choice.
+
+    Raises:
+        FileNotFoundError: the run has no metrics log, or none of its checkpoints was evaluated.
+    """
+    metrics_path = Path(run_dir) / "metrics.jsonl"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no metrics.jsonl to choose a checkpoint on dev by")
+    evaluated = {
+        int(record["step"]) + 1: float(record[metric])
+        for record in read_metrics(metrics_path)
+        if isinstance(record.get(metric), int | float)
+    }
+    scores = tuple((step, evaluated[step]) for step, _ in list_checkpoints(run_dir) if step in evaluated)
+    if not scores:
+        raise FileNotFoundError(
+            f"{run_dir}: none of its checkpoints has a dev evaluation ({metric!r} in metrics.jsonl); "
+            "train with --eval-every equal to --save-every, or name a checkpoint folder instead"
+        )
+    best_step, best = max(scores, key=lambda item: (item[1], -item[0]))
+    return DevChoice(best_step, Path(run_dir) / CHECKPOINTS_FOLDER / checkpoint_name(best_step), best, scores)
 
 
 def remove_partial_checkpoints(run_dir: str | os.PathLike[str]) -> int:

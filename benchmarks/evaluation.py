@@ -142,6 +142,7 @@ def _checkpoint_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+DEV_SUFFIX = "@dev"  # RUN@dev: the run's dev-chosen checkpoint (agents.checkpoint.dev_selected_checkpoint)
 BASELINE_KINDS = ("direct", "rag")  # agents.baselines; kept here so naming one imports no torch
 BASELINE_MODELS = ("tiny", "smollm2-135m")  # agents.lm.models' names; any model or checkpoint folder too
 
@@ -149,15 +150,23 @@ BASELINE_MODELS = ("tiny", "smollm2-135m")  # agents.lm.models' names; any model
 def resolve_agent(argument: str) -> AgentSpec:
     """An agent argument as an :class:`AgentSpec`.
 
-    ``NAME`` is a scripted policy; ``PATH`` or ``LABEL=PATH`` a checkpoint; ``direct=MODEL`` or
-    ``rag=MODEL`` an LM baseline (``agents.baselines``; MODEL is a model name, a model folder or
-    a checkpoint), labelled ``direct_<model>``.
+    ``NAME`` is a scripted policy; ``PATH`` or ``LABEL=PATH`` a checkpoint; ``RUN@dev`` (or
+    ``LABEL=RUN@dev``) the run's checkpoint with the best dev EM during training, labelled
+    ``<run>_dev`` by default; ``direct=MODEL`` or ``rag=MODEL`` an LM baseline
+    (``agents.baselines``; MODEL is a model name, a model folder or a checkpoint), labelled
+    ``direct_<model>``.
 
     Raises:
-        FileNotFoundError: ``argument`` is neither a scripted policy nor an existing path, or a
-            baseline's model is neither a known model name nor an existing path.
+        FileNotFoundError: ``argument`` is neither a scripted policy nor an existing path, a
+            baseline's model is neither a known model name nor an existing path, or a ``@dev``
+            run has no evaluated checkpoint.
     """
     label, _, source = argument.rpartition("=") if "=" in argument else ("", "", argument)
+    if source.endswith(DEV_SUFFIX):
+        from agents.checkpoint import dev_selected_checkpoint
+
+        run = Path(source.removesuffix(DEV_SUFFIX))
+        label, source = label or f"{run.name}_dev", str(dev_selected_checkpoint(run).path)
     path = Path(source)
     if label in BASELINE_KINDS:
         if not path.exists() and source not in BASELINE_MODELS:

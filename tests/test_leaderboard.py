@@ -169,6 +169,40 @@ def test_resolve_agent_names_and_checkpoints(tmp_path: Path) -> None:
     assert resolve_agent(str(checkpoint)).fingerprint != spec.fingerprint  # a new save is a new agent
 
 
+def _fake_run(run: Path, dev_em_after: dict[int, float], checkpoints: list[int]) -> None:
+    """A run folder with complete checkpoints and the dev EM its training logged after each step."""
+    from agents import checkpoint as ckpt
+
+    for step in checkpoints:
+        folder = run / ckpt.CHECKPOINTS_FOLDER / ckpt.checkpoint_name(step)
+        folder.mkdir(parents=True)
+        (folder / ckpt.STATE_FILE).write_text(json.dumps({"step": step}))
+    lines = [
+        {"step": s - 1, "loss": 0.1, **({"eval_em": dev_em_after[s]} if s in dev_em_after else {})}
+        for s in range(1, max(checkpoints) + 1)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_dev_chosen_checkpoint_is_the_best_evaluated_one(tmp_path: Path) -> None:
+    from agents.checkpoint import dev_selected_checkpoint
+
+    run = tmp_path / "grpo_s0"
+    # Step 100's dev EM ties step 50's: the earlier wins; step 120 was never evaluated, and the
+    # evaluation after step 25 has no checkpoint left (pruned), so neither competes.
+    _fake_run(run, {25: 0.9, 50: 0.64, 75: 0.59, 100: 0.64}, checkpoints=[50, 75, 100, 120])
+    choice = dev_selected_checkpoint(run)
+    assert (choice.step, choice.dev_em) == (50, 0.64)
+    assert choice.scores == ((50, 0.64), (75, 0.59), (100, 0.64))
+    spec = resolve_agent(f"{run}@dev")
+    assert (spec.label, Path(spec.source).name) == ("grpo_s0_dev", "step-00000050")
+    assert resolve_agent(f"grpo={run}@dev").label == "grpo"
+    never_evaluated = tmp_path / "no_eval"
+    _fake_run(never_evaluated, {}, checkpoints=[10])
+    with pytest.raises(FileNotFoundError, match="--eval-every"):
+        resolve_agent(f"{never_evaluated}@dev")
+
+
 @dataclasses.dataclass(frozen=True)
 class WithTokens:
     """An episode result as an LM policy's: the scripted result plus its generated-token count."""
