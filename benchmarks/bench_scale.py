@@ -1,6 +1,6 @@
 """Retrieval at scale: build time, disk, load time, RSS after load, latency, for bm25s and pyserini.
 
-    nice -n 19 python -m benchmarks.bench_scale --sizes 1m,3m --backends bm25s,pyserini
+    nice -n 19 python -m benchmarks.bench_scale --sizes 1m,3m --backends bm25s,bm25s_pruned,pyserini
 
 For each synthetic corpus size (``tasks.synthetic``) and backend, two fresh worker processes run
 one after the other: *build* (generate the corpus, build the index into a work folder, time it,
@@ -11,6 +11,9 @@ as one batch, one thread). Separate processes keep the build's garbage out of th
 Resumable per size and backend: every finished phase is written at once to the JSON report
 (atomically, ``tasks.storage.atomic_write_json``), a rerun skips what the report already holds and
 reuses an index the build phase left in the work folder. The Markdown table is rewritten each time.
+``--remeasure`` measures the named sizes and backends again (the earlier rows move to
+``superseded``), so backends can be compared within one session: every row records its session,
+and the report gives each session's ratios against Lucene (pyserini) measured in that session.
 
 Memory guard: before each worker the script estimates its peak RSS (linearly from the largest
 measured size, else from a conservative prior) and refuses to start it when that estimate plus a
@@ -45,8 +48,8 @@ MIN_AVAILABLE_MB = 2_000  # a running worker ends itself when the machine has le
 MARGIN_MB = 3_000  # left free for the other jobs on the machine, beyond the estimate
 # Peak RSS (MB) per million passages before anything was measured here: generous on purpose.
 PRIOR_PEAK_MB_PER_M = {
-    "build": {"bm25s": 4_500, "pyserini": 5_000},
-    "serve": {"bm25s": 2_500, "pyserini": 4_500},
+    "build": {"bm25s": 4_500, "bm25s_pruned": 4_500, "pyserini": 5_000},
+    "serve": {"bm25s": 2_500, "bm25s_pruned": 2_500, "pyserini": 4_500},
 }
 PHASES = ("build", "serve")
 
@@ -249,10 +252,16 @@ def measure(args: argparse.Namespace, report: dict[str, Any], out: Path, work: P
     """Every (size, backend) not in the report yet, phase by phase, saving after each."""
     import psutil
 
+    session = args.session or time.strftime("%Y-%m-%dT%H:%M")
+    report.setdefault("sessions", {}).setdefault(session, machine())
     for n in args.sizes:
         for backend in args.backends:
             name = f"{size_label(n)}/{backend}"
-            run = report["runs"].setdefault(name, {"n_docs": n, "backend": backend})
+            old = report["runs"].get(name)
+            if args.remeasure and old is not None and old.get("session") != session:
+                report.setdefault("superseded", {})[f"{name}@{old.get('session', 'before sessions')}"] = old
+                del report["runs"][name]
+            run = report["runs"].setdefault(name, {"n_docs": n, "backend": backend, "session": session})
             run.pop("skipped", None)
             run.pop("error", None)
             for phase in PHASES:
@@ -293,6 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/scale.json")
     parser.add_argument("--work-dir", default=None, help="index folders (default: cache home/bench-scale)")
     parser.add_argument("--keep-indexes", action="store_true", help="keep each index after it is measured")
+    parser.add_argument(
+        "--remeasure", action="store_true", help="measure again what the report holds (same-session ratios)"
+    )
+    parser.add_argument(
+        "--session", default=None, help="resume this session (an id from the report's sessions)"
+    )
     parser.add_argument("--jvm-heap", default="3g", help="maximum JVM heap for pyserini (-Xmx)")
     parser.add_argument("--worker", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)

@@ -6,7 +6,9 @@ from typing import Any
 
 from benchmarks.bench_retrieval import size_label
 
-BACKENDS = ("bm25s", "pyserini")
+BACKENDS = ("bm25s", "bm25s_pruned", "pyserini")
+REFERENCE = "pyserini"  # the ratios are against Lucene, measured in the same session
+PLANNED_SIZES = (1_000_000, 3_000_000, 10_000_000)
 
 COLUMNS = (
     ("passages", "n_docs", "{:,}"),
@@ -25,6 +27,7 @@ COLUMNS = (
     ("q/CPU-s", "batch_qps_cpu", "{:,}"),
     ("load avg", "serve_load_average", "{}"),
     ("JVM heap", "jvm_heap", "{}"),
+    ("session", "session", "{}"),
 )
 
 
@@ -46,6 +49,8 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [fmt.format(run[key]) if key in run else "" for _, key, fmt in COLUMNS]
         note = run.get("skipped") or run.get("error") or run.get("remark")
         lines.append("| " + " | ".join(cells) + " |" + (f" {note}" if note else ""))
+    lines += session_ratios(report)
+    lines += still_to_run(report)
     estimates = extrapolate(report)
     if estimates:
         lines += [
@@ -72,6 +77,76 @@ def markdown(report: dict[str, Any]) -> str:
     lines += previous_builder(report)
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def session_ratios(report: dict[str, Any]) -> list[str]:
+    r"""Per session and size, each backend's p50 and batched q/s against Lucene's in that session.
+
+    >>> runs = {f"1m/{b}": {"n_docs": 10**6, "backend": b, "session": "s", "p50_ms": p, "batch_qps": q}
+    ...         for b, p, q in (("pyserini", 4.0, 100.0), ("bm25s_pruned", 1.0, 500.0))}
+    >>> print("\\n".join(session_ratios({"runs": runs, "sessions": {"s": {"cpu": "EPYC"}}})[-2:]))
+    | s | 1,000,000 | bm25s_pruned | 1.0 | 4.0 | 4.00x | 500.0 | 100.0 | 5.00x |
+    | s | 1,000,000 | pyserini | 4.0 | 4.0 | 1.00x | 100.0 | 100.0 | 1.00x |
+    """
+    groups: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for run in report["runs"].values():
+        if "session" in run and "p50_ms" in run:
+            groups.setdefault((run["session"], run["n_docs"]), {})[run["backend"]] = run
+    rows = []
+    for (session, n), runs in sorted(groups.items()):
+        reference = runs.get(REFERENCE)
+        if reference is None:
+            continue
+        for backend, run in sorted(runs.items()):
+            speedup = reference["p50_ms"] / run["p50_ms"]
+            throughput = run["batch_qps"] / reference["batch_qps"]
+            rows.append(
+                f"| {session} | {n:,} | {backend} | {run['p50_ms']} | {reference['p50_ms']} | {speedup:.2f}x "
+                f"| {run['batch_qps']:,} | {reference['batch_qps']:,} | {throughput:.2f}x |"
+            )
+    if not rows:
+        return []
+    machines = "; ".join(
+        f"{session}: {host.get('cpu', '?')}, {host.get('cores', '?')} cores, "
+        f"{host.get('ram_available_gb_at_start', '?')} GB available, load average "
+        f"{host.get('load_average_at_start', '?')}"
+        for session, host in sorted(report.get("sessions", {}).items())
+        if any(key[0] == session for key in groups)
+    )
+    return [
+        "",
+        "## Against Lucene, measured in the same session",
+        "",
+        f"Every backend of a session ran in that one `bench_scale` invocation, back to back on the same "
+        f"machine ({machines}). Lucene p50 / backend p50 and backend q/s / Lucene q/s: above 1 is faster.",
+        "",
+        "| session | passages | backend | p50 ms | Lucene p50 ms | p50 speed-up | batched q/s | Lucene q/s "
+        "| throughput ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def still_to_run(report: dict[str, Any]) -> list[str]:
+    """The planned sizes a backend has no finished row for, with the command that measures them."""
+    done = {(r["n_docs"], r["backend"]) for r in report["runs"].values() if "serve_worker_seconds" in r}
+    missing = [(n, b) for n in PLANNED_SIZES for b in BACKENDS if (n, b) not in done]
+    if not missing:
+        return []
+    sizes = ",".join(size_label(n) for n in sorted({n for n, _ in missing}))
+    listed = ", ".join(f"{size_label(n)} {b}" for n, b in missing)
+    return [
+        "",
+        "## Still to run",
+        "",
+        f"No row yet for: {listed}. To measure them beside bm25s and Lucene in one session (about 1.5 h "
+        "of builds at 10M on these cores, 12 GB peak for the bm25s builds: a machine with 24 GB free), run:",
+        "",
+        "```",
+        f"nice -n 19 python -m benchmarks.bench_scale --sizes {sizes} --backends bm25s,bm25s_pruned,pyserini "
+        "--remeasure",
+        "```",
+    ]
 
 
 def previous_builder(report: dict[str, Any]) -> list[str]:

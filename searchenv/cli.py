@@ -61,6 +61,9 @@ def play(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = s
         )
         options = {"question_id": args.question_id} if args.question_id else None
         observation, info = env.reset(seed=args.seed, options=options)
+    choice = getattr(getattr(getattr(env.unwrapped, "retriever", None), "load_info", None), "choice", None)
+    if choice is not None:  # --backend auto: say which backend it picked
+        print(choice, file=sys.stderr)
     print(PLAY_HELP, file=stdout)
     print(f"\n{observation}\n", file=stdout)
     total = 0.0

@@ -265,12 +265,12 @@ def port_number(text: str) -> int:
 
 def check_backend(backend: str) -> None:
     """Raise :class:`UsageError` unless ``backend`` is a retrieval backend or a server URL."""
-    from searchenv.retrieval.cache import BACKENDS
+    from searchenv.retrieval.cache import BACKEND_CHOICES
     from searchenv.retrieval.remote import is_remote_backend
 
-    if backend not in BACKENDS and not is_remote_backend(backend):
+    if backend not in BACKEND_CHOICES and not is_remote_backend(backend):
         raise UsageError(
-            f"unknown backend {backend!r}: use {', '.join(sorted(BACKENDS))} "
+            f"unknown backend {backend!r}: use {', '.join(sorted(BACKEND_CHOICES))} "
             "or a searchenv serve URL such as http://127.0.0.1:8000"
         )
 

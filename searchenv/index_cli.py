@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from searchenv.cli_errors import ArgumentParser, reports_errors, user_input
-from searchenv.retrieval.cache import BACKENDS, ensure_index, index_status
+from searchenv.retrieval.auto import resolve_backend
+from searchenv.retrieval.cache import BACKEND_CHOICES, ensure_index, index_status
 from searchenv.retrieval.integrity import IndexCorruptError
 
 
@@ -67,12 +68,24 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     from tasks.dataset import add_dataset_options
 
     add_dataset_options(parser)
-    parser.add_argument("--backend", default="bm25s", choices=sorted(BACKENDS))
+    parser.add_argument(
+        "--backend",
+        default="bm25s",
+        choices=sorted(BACKEND_CHOICES),
+        help="retrieval backend; auto picks the fastest measured for the corpus size and says which",
+    )
     parser.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9)")
     parser.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
     parser.add_argument(
         "--cache-dir", default=None, help="index folder root (default $SEARCHENV_HOME/indexes)"
     )
+
+
+def _resolve_auto(args: argparse.Namespace, n_docs: int) -> None:
+    """Replace ``--backend auto`` by the backend it picks for this corpus, and say which on stderr."""
+    args.backend, choice = resolve_backend(args.backend, n_docs)
+    if choice is not None:
+        print(choice, file=sys.stderr)
 
 
 def run_index_build(args: argparse.Namespace) -> int:
@@ -81,6 +94,7 @@ def run_index_build(args: argparse.Namespace) -> int:
     A cached index is hashed in full first; a corrupt one is rebuilt, and the output says so.
     """
     task = load_task_by_name(args.task, args)
+    _resolve_auto(args, len(task.corpus))
     start = time.perf_counter()
     status = (
         None
@@ -123,6 +137,7 @@ def run_index_info(args: argparse.Namespace) -> int:
     printed, with ``state`` and ``problems``).
     """
     task = load_task_by_name(args.task, args)
+    _resolve_auto(args, len(task.corpus))
     status = index_status(task.corpus, args.backend, k1=args.k1, b=args.b, cache_dir=args.cache_dir)
     if status.state == "corrupt":
         error = IndexCorruptError(status.folder, args.backend, status.problems)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import os
 import time
 import warnings
@@ -32,11 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from searchenv.retrieval.auto import AUTO, BackendChoice, resolve_backend
 from searchenv.retrieval.base import Retriever
 from searchenv.retrieval.integrity import LOAD_ERRORS, IndexCorruptError, file_checksums, verify_index
 from searchenv.retrieval.remote import RemoteRetriever, is_remote_backend
 from searchenv.retrieval.tokenize import Tokenizer, default_tokenizer
 from tasks.storage import atomic_directory, atomic_write_json, cache_home
+
+_log = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
 CACHE_FORMAT = 1
@@ -44,9 +48,12 @@ CACHE_FORMAT = 1
 # backend name -> (module, class). Imported on demand: the pyserini module starts a JVM.
 BACKENDS: Mapping[str, tuple[str, str]] = {
     "bm25s": ("searchenv.retrieval.bm25s_backend", "BM25sRetriever"),
+    "bm25s_pruned": ("searchenv.retrieval.pruned_backend", "PrunedBM25Retriever"),
     "rank_bm25": ("searchenv.retrieval.rank_bm25_backend", "RankBM25Retriever"),
     "pyserini": ("searchenv.retrieval.pyserini_backend", "PyseriniRetriever"),
 }
+# What a ``--backend`` option accepts: a backend, or ``auto`` (searchenv.retrieval.auto).
+BACKEND_CHOICES: tuple[str, ...] = (*BACKENDS, AUTO)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class LoadInfo:
     cached: bool  # True when an existing index was loaded, False when it was built now
     seconds: float  # build (if any) plus load
     meta: Mapping[str, Any]
+    choice: BackendChoice | None = None  # set when the backend was "auto": which one, and why
 
 
 OnCorrupt = Literal["raise", "rebuild"]
@@ -85,7 +93,7 @@ searchenv_home = cache_home
 def _backend_module(backend: str) -> Any:
     if backend not in BACKENDS:
         raise ValueError(
-            f"unknown retrieval backend {backend!r}; choose from {sorted(BACKENDS)} or a server URL"
+            f"unknown retrieval backend {backend!r}; choose from {sorted(BACKEND_CHOICES)} or a server URL"
         )
     return importlib.import_module(BACKENDS[backend][0])
 
@@ -182,6 +190,9 @@ def load_retriever(
     """
     if is_remote_backend(backend):
         return RemoteRetriever(backend, corpus)
+    backend, choice = resolve_backend(backend, len(corpus))
+    if choice is not None:
+        _log.info("%s", choice)
     if index_path is None and backend == "pyserini":
         index_path = getattr(corpus, "lucene_index_path", None)
     if index_path is not None:
@@ -212,7 +223,7 @@ def load_retriever(
         warnings.warn(f"{corrupt}; rebuilding it", RuntimeWarning, stacklevel=2)
         folder, meta, cached = ensure_index(corpus, backend, rebuild=True, **options)
         retriever = retriever_class.load(folder, corpus, tokenizer=tokenizer, k1=k1, b=b, threads=threads)
-    retriever.load_info = LoadInfo(folder, cached, time.perf_counter() - start, meta)
+    retriever.load_info = LoadInfo(folder, cached, time.perf_counter() - start, meta, choice)
     return retriever
 
 
@@ -236,6 +247,7 @@ def ensure_index(
     the same here.
     """
     tokenizer = tokenizer or default_tokenizer()
+    backend, _ = resolve_backend(backend, len(corpus))
     key = index_key(corpus, backend, k1=k1, b=b, tokenizer=tokenizer)
     folder = index_folder(key, Path(cache_dir) if cache_dir is not None else None)
     if not rebuild:
@@ -268,6 +280,7 @@ def index_status(
     tokenizer: Tokenizer | None = None,
 ) -> IndexStatus:
     """What the cache holds for these settings, every file hashed; builds and changes nothing."""
+    backend, _ = resolve_backend(backend, len(corpus))
     key = index_key(corpus, backend, k1=k1, b=b, tokenizer=tokenizer or default_tokenizer())
     folder = index_folder(key, Path(cache_dir) if cache_dir is not None else None)
     if not folder.exists():

@@ -14,7 +14,7 @@ import socket
 from typing import Any
 
 from searchenv.cli_errors import CommandError, UsageError, port_number, user_input
-from searchenv.retrieval.cache import BACKENDS
+from searchenv.retrieval.cache import BACKEND_CHOICES
 from searchenv.server.protocol import SEARCH_R1_DEFAULT_TOPK, ServerLimits
 
 
@@ -26,7 +26,7 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--task", default="factbook", help="factbook (default), synthetic-100k, ..., or jsonl with a dataset"
     )
-    parser.add_argument("--backend", default="bm25s", choices=sorted(BACKENDS))
+    parser.add_argument("--backend", default="bm25s", choices=sorted(BACKEND_CHOICES))
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
     parser.add_argument("--port", type=port_number, default=8000, help="TCP port, 1-65535 (0: any free one)")
     parser.add_argument(
