@@ -14,7 +14,6 @@ from searchenv.observations import (
     MAX_OBSERVATION_CHARS,
     PROMPT_TEMPLATES,
     render_error,
-    render_hits,
     render_passage,
     render_prompt,
     unknown_doc_message,
@@ -23,7 +22,8 @@ from searchenv.question_ids import opaque_question_id
 from searchenv.questions import filter_questions, splits_holding
 from searchenv.resources import shared_retriever, shared_task
 from searchenv.rewards import RewardPreset, get_preset, reward_breakdown, total_reward
-from searchenv.snippets import best_snippet, query_words
+from searchenv.search_view import SearchView
+from searchenv.snippets import best_snippet
 from searchenv.spaces import UnicodeText
 from tasks.records import Question, Task
 
@@ -147,6 +147,7 @@ class SearchQAEnv(gym.Env[str, Any]):
         self.max_turns = max_turns
         self.top_k = top_k
         self.snippet_chars = snippet_chars
+        self._view = SearchView(self._passage_of, snippet_chars)
         self.prompt_style = prompt
         self.read_chars = read_chars
         self.judge = judge
@@ -249,25 +250,21 @@ class SearchQAEnv(gym.Env[str, Any]):
 
     def _search(self, parsed: ParsedAction, raw: str) -> tuple[str, Turn, list[dict[str, Any]]]:
         # The hot path: everything here but the retriever call is the overhead that
-        # benchmarks/bench_env.py measures.
+        # benchmarks/bench_env.py measures. The view remembers recent queries' rendered hits.
         query = parsed.argument
-        words = query_words(query)  # before the retriever call, while the caches are warm
+        view = self._view
+        if view.snippet_chars != self.snippet_chars:  # changed after construction
+            view = self._view = SearchView(self._passage_of, self.snippet_chars)
+        words = view.words(query)  # before the retriever call, while the caches are warm
         self._last_query_words = words
         hits = self.retriever.search(query, self.top_k)
-        passage_of = self._passage_of
-        max_chars = self.snippet_chars
-        doc_ids = []
-        shown = []
-        hit_infos = []
-        for hit in hits:
-            doc_id = hit.doc_id
-            passage = passage_of(doc_id)
-            title = passage.title
-            doc_ids.append(doc_id)
-            shown.append((doc_id, title, best_snippet(passage.text, words, max_chars)))
-            hit_infos.append({"doc_id": doc_id, "title": title, "score": float(hit.score)})
-        turn = Turn(raw, "search", query, None, parsed.search_tags, tuple(doc_ids))
-        return render_hits(shown), turn, hit_infos
+        shown = view.render(query, words, hits)
+        hit_infos = [
+            {"doc_id": doc_id, "title": title, "score": float(hit.score)}
+            for doc_id, title, hit in zip(shown.doc_ids, shown.titles, hits)
+        ]
+        turn = Turn(raw, "search", query, None, parsed.search_tags, shown.doc_ids)
+        return shown.observation, turn, hit_infos
 
     def _execute(self, parsed: ParsedAction, raw: str) -> tuple[str, Turn, list[dict[str, Any]]]:
         """Every step but a valid search: an error, a read or an answer."""
