@@ -139,9 +139,10 @@ class TrainConfig:
     other sampling streams (see agents.distributed)."""
 
     # --- SFT ----------------------------------------------------------------------------------
-    sft_source: Literal["oracle", "rejection"] = "oracle"
-    """oracle: OraclePolicy demonstrations on training questions; rejection: the current
-    policy's own correct episodes (rejection sampling), collected every step."""
+    sft_source: Literal["oracle", "oracle-varied", "rejection"] = "oracle"
+    """oracle: OraclePolicy demonstrations on training questions; oracle-varied: the same with
+    varied first queries (shuffled question words, one sometimes dropped); rejection: the
+    current policy's own correct episodes (rejection sampling), collected every step."""
     sft_batch_size: int = 16
     """Demonstrations per SFT step."""
     sft_questions: int | None = None

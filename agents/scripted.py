@@ -257,13 +257,17 @@ class OraclePolicy(_ScriptedPolicy):
     """Knows the gold evidence: finds each gold passage, reads it, answers the canonical answer.
 
     Its searches are queries a model could write (question words, then the gold passage's
-    title words for the second hop), so its transcripts double as SFT demonstrations.
+    title words for the second hop), so its transcripts double as SFT demonstrations. With
+    ``varied_queries`` each first query is the question's content words in a random order, one
+    of them dropped half the time (kept when it is all the query has): the same evidence
+    reached by varied queries, for an SFT that should write varied ones.
     """
 
     name = "oracle"
 
-    def __init__(self, task: Task, seed: int = 0) -> None:
+    def __init__(self, task: Task, seed: int = 0, varied_queries: bool = False) -> None:
         super().__init__(seed)
+        self.varied_queries = varied_queries
         # Keyed by the opaque id too: that is the one the env's info shows during an episode.
         self._questions: dict[str, Question] = {
             key: q for qs in task.splits.values() for q in qs for key in (q.qid, opaque_question_id(q.qid))
@@ -287,13 +291,22 @@ class OraclePolicy(_ScriptedPolicy):
             return self.read(episode, target)
         words = content_words(episode.question)
         if not episode.queries:
-            return self.search(episode, " ".join(words) or episode.question)
+            return self.search(
+                episode, " ".join(self.vary(words) if self.varied_queries else words) or episode.question
+            )
         title_words = content_words(self._titles.get(target, ""))
         query = " ".join(dict.fromkeys(title_words + words))
         if query in episode.queries:
             # The title query did not surface it either: read it by id, which the oracle knows.
             return self.read(episode, target)
         return self.search(episode, query)
+
+    def vary(self, words: list[str]) -> list[str]:
+        """``words`` shuffled, one dropped half the time when at least three remain after it."""
+        varied = [words[i] for i in self._rng.permutation(len(words))]
+        if len(varied) >= 4 and self._rng.random() < 0.5:
+            del varied[int(self._rng.integers(len(varied)))]
+        return varied
 
 
 class SpamSearchPolicy(_ScriptedPolicy):

@@ -265,3 +265,34 @@ def plot_probe(bars: Mapping[str, Interval], questions: int, path: Path) -> Path
     axis.bar(list(bars), [s["mean"] for s in stats], yerr=_error_bars(stats), capsize=6, color=colors)
     axis.set(ylabel="mean reward (95% CI)", title=f"Probe: {questions} training questions")
     return save_figure(figure, path, dpi=110)
+
+
+def plot_razor(
+    points: Mapping[str, Mapping[str, tuple[float, float]]],
+    fits: Mapping[str, Mapping[str, float]],
+    path: Path,
+) -> Path:
+    """RL's Razor: per forgetting measure, each checkpoint's forgetting against its KL to the start.
+
+    ``points[measure][label] = (kl, forgetting)``; a label's run (``run.step``) picks its colour,
+    and the fitted slope is drawn through the points' means.
+    """
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(points), figsize=(4.5 * len(points), 4), squeeze=False)
+    for axis, (measure, by_label) in zip(axes[0], points.items(), strict=True):
+        runs = sorted({label.rsplit(".", 1)[0] for label in by_label})
+        for index, run in enumerate(runs):
+            xy = np.array([v for label, v in by_label.items() if label.rsplit(".", 1)[0] == run])
+            axis.scatter(xy[:, 0], xy[:, 1], label=run, color=f"C{index}")
+        if by_label and np.isfinite(fits[measure]["slope"]):
+            xy = np.array(list(by_label.values()))
+            xs = np.linspace(xy[:, 0].min(), xy[:, 0].max(), 20)
+            axis.plot(
+                xs, xy[:, 1].mean() + fits[measure]["slope"] * (xs - xy[:, 0].mean()), color="grey", ls="--"
+            )
+        axis.axhline(0.0, color="black", lw=0.5)
+        axis.set_xlabel("KL(checkpoint || start) on the new task (nats / episode)")
+        axis.set_ylabel(f"forgetting: {measure}")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return save_figure(figure, path)

@@ -139,6 +139,7 @@ class SearchQAEnv(gym.Env[str, Any]):
             raise ValueError(f"prompt must be one of {sorted(PROMPT_TEMPLATES)}, not {prompt!r}")
         self.task = shared_task(task, **dict(task_kwargs or {}))
         self.questions = filter_questions(self.task, split, hops, kinds)
+        self._filters = {"hops": hops, "kinds": kinds}
         self._by_id = _ids_to_questions(self.questions, f"the {split!r} split of {self.task.name!r}")
         self.retriever = shared_retriever(self.task.corpus, backend, **dict(retriever_kwargs or {}))
         self._passage_of = self.task.corpus.__getitem__
@@ -178,6 +179,12 @@ class SearchQAEnv(gym.Env[str, Any]):
             qid = options["question_id"]
             if qid not in self._by_id:
                 elsewhere = splits_holding(self.task, qid)
+                if self.split in elsewhere:
+                    filters = ", ".join(f"{k}={v!r}" for k, v in self._filters.items() if v is not None)
+                    raise ValueError(
+                        f"question_id {qid!r} is in the {self.split!r} split of {self.task.name!r}, but "
+                        f"this env's filters ({filters}) leave it out: drop or widen them"
+                    )
                 where = f"; it is in {', '.join(map(repr, elsewhere))}: pass split=" if elsewhere else ""
                 raise ValueError(
                     f"question_id {qid!r} is not in the {self.split!r} split of {self.task.name!r}"

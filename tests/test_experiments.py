@@ -16,7 +16,7 @@ import pytest
 from agents.algos import resolve
 from benchmarks import recipes
 from benchmarks.evaluation import correct_matrix, paired_difference, pass_at_k_intervals
-from benchmarks.experiments import common, diversity, hacking, persistence
+from benchmarks.experiments import common, diversity, hacking, passk, persistence, scales
 from benchmarks.experiments.__main__ import main
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -119,9 +119,9 @@ def _parsed(command: str) -> recipes.TrainConfig:
 
 def test_experiment_recipes_rebuild_the_committed_runs() -> None:
     runs = Path("runs/experiments")
-    base, start = common.sft_configs(common.FULL, runs)
+    base, start = scales.sft_configs(scales.FULL, runs)
     built = {"sft-base": base, "sft": start}
-    built |= {name: common.rl_config(name, common.FULL, runs) for name in common.RL_RUNS}
+    built |= {name: scales.rl_config(name, scales.FULL, runs) for name in scales.RL_RUNS}
     committed = _committed_commands()
     assert set(committed) <= set(built)
     for name, command in committed.items():
@@ -157,6 +157,60 @@ def test_other_callers_keep_their_recipe_values() -> None:
     assert resolve(recipes.smollm2_sft("runs/smol_sft", steps=24, save_every=12)) == saved_sft
 
 
+def test_smollm2_scale_rebuilds_the_learning_runs() -> None:
+    """The SmolLM2 scale's runs are the README's learning runs: same recipe, same folders."""
+    from agents.config import config_from_dict
+
+    runs = Path("runs/cpu")
+    _, start = scales.sft_configs(scales.SMOLLM2, runs)
+    committed = RESULTS / "learning_cpu"
+    saved_sft = config_from_dict(json.loads((committed / "smol_sft_short" / "config.json").read_text()))
+    assert resolve(start) == resolve(scales.dataclasses.replace(saved_sft, out=str(runs / "sft")))
+    saved = config_from_dict(json.loads((committed / "grpo_s0" / "config.json").read_text()))
+    built = scales.rl_config("grpo", scales.SMOLLM2, runs, seed=0)
+    # The first runs started from the SFT run's earlier folder name; nothing else differs.
+    assert resolve(built) == resolve(scales.dataclasses.replace(saved, init=str(runs / "sft")))
+    assert scales.rl_config("nsr", scales.SMOLLM2, runs, seed=1).out == "runs/cpu/nsr_s1"
+    assert scales.SMOLLM2.run_names(["grpo", "nsr"]) == ["grpo_s0", "grpo_s1", "nsr_s0", "nsr_s1"]
+    assert scales.FULL.run_names(["grpo"]) == ["grpo"]
+    no_retry = scales.rl_config("grpo-no-retry", scales.SMOLLM2, runs, seed=1)
+    assert (no_retry.algo, no_retry.reward_preset, no_retry.seed) == ("grpo", "rezero-no-retry", 1)
+    varied = scales.varied_sft_config(scales.SMOLLM2, runs)
+    assert resolve(varied) == resolve(
+        scales.dataclasses.replace(start, out=varied.out, sft_source="oracle-varied")
+    )
+    more = scales.razor_sft_config(scales.SMOLLM2, runs)
+    assert (more.init, more.steps, more.eval_every, more.save_every) == ("runs/cpu/sft", 48, 12, 12)
+    assert more.keep_last >= more.steps // more.save_every  # every checkpoint kept for the razor
+    rejection = scales.rl_config("rs-sft", scales.SMOLLM2, runs)
+    assert (rejection.algo, rejection.sft_source, rejection.train_layers) == ("sft", "rejection", 4)
+
+
+def test_seeds_pool_per_question_and_pass_at_k_averages_seeds(tmp_path: Path) -> None:
+    ctx = common.Context(scale=scales.SMOLLM2, runs=tmp_path, results=tmp_path, jobs=1)
+    # Question a: seed 0 always right, seed 1 never; question b: both right once in two samples.
+    rows = {
+        "sft": [_row("a", s, False, ["q"]) for s in range(2)]
+        + [_row("b", s, s == 0, ["q"]) for s in range(2)]
+    }
+    for arm in ctx.scale.arms.passk:
+        rows[f"{arm}_s0"] = [_row("a", s, True, ["q"]) for s in range(2)] + [
+            _row("b", s, s == 0, ["q"]) for s in range(2)
+        ]
+        rows[f"{arm}_s1"] = [_row("a", s, False, ["q"]) for s in range(2)] + [
+            _row("b", s, s == 1, ["q"]) for s in range(2)
+        ]
+    curves = passk.per_question_curves(ctx, rows, [1, 2])
+    # Seed means of per-seed pass@k, not pass@k of the 4 pooled samples (which would be 1 at k = 2).
+    assert curves["grpo"][2].tolist() == [0.5, 1.0] and curves["grpo"][1].tolist() == [0.5, 0.5]
+    pooled = ctx.pooled(rows, ["grpo"])
+    assert (
+        len(pooled["grpo"]) == 8 and paired_difference(pooled["grpo"], rows["sft"], "correct")["mean"] == 0.25
+    )
+    crossing = passk.crossing(curves["grpo"], curves["sft"], n_resamples=50)
+    assert crossing["k"] is None and crossing["share_never"] > 0  # the start never reaches the arm
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 
@@ -168,15 +222,15 @@ def test_python_dash_m_runs_the_package() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "{persistence,passk,diversity,hacking}" in result.stdout and "--quick" in result.stdout
+    assert "{persistence,passk,diversity,hacking,razor}" in result.stdout and "--quick" in result.stdout
 
 
 def test_hacking_probes_in_a_worker(tmp_path: Path) -> None:
     """The scripted half of ``hacking`` at the quick scale: played once, then read back."""
-    ctx = common.Context(scale=common.QUICK, runs=tmp_path / "runs", results=tmp_path / "res", jobs=1)
+    ctx = common.Context(scale=scales.QUICK, runs=tmp_path / "runs", results=tmp_path / "res", jobs=1)
     rows = hacking.probe_rows(ctx)
     assert list(rows) == [f"{p}/{a}" for p in hacking.PRESETS for a in hacking.PROBES]
-    assert {len(r) for r in rows.values()} == {common.QUICK.probe_questions}
+    assert {len(r) for r in rows.values()} == {scales.QUICK.probe_questions}
     strict, lenient = (
         common.behaviour(rows["rezero-strict/repeat-query"]),
         common.behaviour(rows["rezero/repeat-query"]),
@@ -199,13 +253,31 @@ def test_persistence_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "res" / "persistence"
     payload = json.loads((out / "results.json").read_text())
     assert set(payload["figures"]) == {"sft", "ppo-rezero", "ppo-no-retry"}
-    assert payload["figures"]["sft"]["n_questions"] == common.QUICK.eval_questions
+    assert payload["figures"]["sft"]["n_questions"] == scales.QUICK.eval_questions
     for name in ("ppo-rezero", "ppo-no-retry"):
         lines = (out / f"{name}_metrics.jsonl").read_text().splitlines()
-        assert [json.loads(line)["step"] for line in lines] == list(range(common.QUICK.rl_steps))
+        assert [json.loads(line)["step"] for line in lines] == list(range(scales.QUICK.rl_steps))
     assert (out / "results.md").read_text().startswith("# Persistence")
     assert (out / "persistence.png").read_bytes()[:4] == b"\x89PNG"
     assert np.isfinite(payload["differences"]["em: ppo-rezero - ppo-no-retry"]["mean"])
     samples = tmp_path / "runs" / "samples" / "greedy"
     rows = json.loads((samples / "sft__factbook.json").read_text())["rows"]
     assert all(isinstance(row["generated_tokens"], int) and row["generated_tokens"] > 0 for row in rows)
+
+
+@pytest.mark.slow
+def test_razor_quick_end_to_end(tmp_path: Path) -> None:
+    """razor --quick: sft-more and GRPO checkpoints measured on every forgetting measure."""
+    from benchmarks.experiments import razor
+
+    main(["razor", "--quick", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res")])
+    payload = json.loads((tmp_path / "res" / "razor" / "results.json").read_text())
+    labels = set(payload["checkpoints"])
+    assert {"start", "grpo.1", "sft-more.1", "sft-more.2"} <= labels
+    for measure in razor.MEASURES:
+        assert set(payload["measures"][measure]) == labels, measure
+    # The start against itself: its own sampled tokens scored by the same weights.
+    assert abs(payload["measures"]["kl_to_start"]["start"]["mean"]) < 1e-3
+    assert payload["measures"]["text_nll"]["start"]["mean"] > 0
+    assert payload["matched"] and set(payload["fits"]) == set(razor.FORGETTING)
+    assert (tmp_path / "res" / "razor" / "razor.png").read_bytes()[:4] == b"\x89PNG"

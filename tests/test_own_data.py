@@ -248,12 +248,13 @@ def test_evaluations_are_keyed_by_dataset_content_not_paths(data: Path, tmp_path
 def test_experiments_take_the_dataset(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks.experiments import __main__ as experiments_cli
     from benchmarks.experiments import hacking
-    from benchmarks.experiments.common import QUICK, Context, Data, rl_config
+    from benchmarks.experiments.common import Context
+    from benchmarks.experiments.scales import QUICK, Data, rl_config
 
     ctx = Context(
         QUICK, tmp_path / "runs", tmp_path / "results", 1, Data({"dataset": str(data / "dataset.json")})
     )
-    assert ctx.data.task == "jsonl" and ctx.data.kinds is None and ctx.data.label == "capitals"
+    assert ctx.data.task == "jsonl" and ctx.data.kinds(QUICK) is None and ctx.data.label == "capitals"
     cfg = rl_config("ppo-rezero", QUICK, ctx.runs, ctx.data)
     assert cfg.env_kwargs()["task_kwargs"]["name"] == "capitals" and cfg.kinds is None
     monkeypatch.setattr(hacking, "PROBES", ("bm25", "repeat-query"))

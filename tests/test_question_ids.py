@@ -74,3 +74,13 @@ def test_no_opaque_collisions_in_the_factbook() -> None:
     task = shared_task("factbook")
     readable = [q.qid for qs in task.splits.values() for q in qs]
     assert len({opaque_question_id(qid) for qid in readable}) == len(readable)
+
+
+def test_an_id_outside_the_split_or_the_filters_says_which() -> None:
+    task = shared_task("factbook")
+    train_id = task.questions("train")[0].qid
+    with pytest.raises(ValueError, match=re.escape("it is in 'train': pass split='train'")):
+        SearchQAEnv(task="factbook", split="test").reset(options={"question_id": train_id})
+    two_hop = next(q.qid for q in task.questions("test") if q.hops == 2)
+    with pytest.raises(ValueError, match=r"is in the 'test' split .* filters \(hops=1\) leave it out"):
+        SearchQAEnv(task="factbook", split="test", hops=1).reset(options={"question_id": two_hop})

@@ -74,7 +74,11 @@ def oracle_demonstrations(run: Run, question_ids: list[str]) -> list[Trajectory]
 
     cfg, learner = run.cfg, run.learner
     teacher = DemonstrationPolicy(
-        OraclePolicy(shared_task(cfg.task, **cfg.task_kwargs), seed=cfg.seed),
+        OraclePolicy(
+            shared_task(cfg.task, **cfg.task_kwargs),
+            seed=cfg.seed,
+            varied_queries=cfg.sft_source == "oracle-varied",
+        ),
         learner.tokenizer,
         max_context_tokens=context_limit(learner.model, None),
         max_new_tokens=cfg.max_new_tokens,
@@ -106,11 +110,11 @@ class SFT(Algorithm):
         self.demonstrations: list[Trajectory] = []
 
     def prepare(self, run: Run) -> None:
-        """Collect the oracle demonstrations once (oracle source only)."""
+        """Collect the oracle demonstrations once (the oracle sources only)."""
         from searchenv.questions import sample_question_ids, select_questions
 
         cfg = run.cfg
-        if cfg.sft_source == "oracle":
+        if cfg.sft_source != "rejection":
             questions = select_questions(
                 cfg.task, cfg.split, hops=cfg.hops, kinds=cfg.kind_list, task_kwargs=cfg.task_kwargs
             )
@@ -121,7 +125,7 @@ class SFT(Algorithm):
         """Masked NLL on a batch of demonstrations (oracle) or of the policy's own successes."""
         cfg = run.cfg
         metrics: dict[str, Any] = {}
-        if cfg.sft_source == "oracle":
+        if cfg.sft_source != "rejection":
             indices = epoch_batch_indices(len(self.demonstrations), cfg.sft_batch_size, step, cfg.seed)
             # With --train-layers the trunk is frozen: a demonstration's states are computed the
             # first time it is drawn and kept for its later epochs.

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import experiments
-from benchmarks.experiments import diversity, hacking, passk, persistence
-from benchmarks.experiments.common import FULL, QUICK, Context, Data
+from benchmarks.experiments import diversity, hacking, passk, persistence, razor
+from benchmarks.experiments.common import Context
+from benchmarks.experiments.scales import QUICK, SCALES, Data
 from searchenv.cli_errors import ArgumentParser, RawDescriptionDefaultsHelpFormatter, reports_errors
 from tasks.dataset import OPTIONS, add_dataset_options, dataset_from_args
 
@@ -19,12 +20,13 @@ RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "passk": passk.run,
     "diversity": diversity.run,
     "hacking": hacking.run,
+    "razor": razor.run,
 }
 
 
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one experiment at the full (default) or quick scale."""
+    """Run one experiment at one scale (the tiny model's full one by default)."""
     parser = ArgumentParser(
         prog="python -m benchmarks.experiments",
         description=experiments.__doc__,
@@ -33,13 +35,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "of every kind, in runs/experiments_<name> and benchmarks/results/<name>/.",
     )
     parser.add_argument("experiment", choices=list(RUNNERS))
-    parser.add_argument("--quick", action="store_true", help="tiny budgets: a plumbing check (~1 min)")
+    parser.add_argument(
+        "--scale",
+        choices=list(SCALES),
+        default="full",
+        help="full: the tiny model, one seed; smollm2: SmolLM2-135M on the cheap CPU path, two seeds, "
+        "runs in runs/cpu (shared with the README's learning runs); quick: a plumbing check",
+    )
+    parser.add_argument("--quick", action="store_true", help="same as --scale quick (~1 min)")
     parser.add_argument("--no-progress", action="store_true", help="accepted for symmetry; runs log to files")
     parser.add_argument(
-        "--runs", default=None, help="run/sample cache (default runs/experiments[_quick][_<dataset name>])"
+        "--runs",
+        default=None,
+        help="run/sample cache (default runs/experiments[_quick][_<dataset name>]; runs/cpu for smollm2)",
     )
     parser.add_argument(
-        "--results", default=None, help="results root (default benchmarks/results[/quick][/<dataset name>])"
+        "--results",
+        default=None,
+        help="results root (default benchmarks/results[/quick|/smollm2][/<dataset name>])",
     )
     parser.add_argument(
         "--jobs", type=int, default=2, help="processes at a time, >= 1 (training and sampling)"
@@ -52,13 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = dataset_from_args(args)
     except ValueError as error:
         parser.error(str(error))
-    data = Data({name: getattr(args, name) for name in OPTIONS if getattr(args, name)} if dataset else {})
+    scale = QUICK if args.quick else SCALES[args.scale]
+    options = {name: getattr(args, name) for name in OPTIONS if getattr(args, name)} if dataset else {}
+    data = Data(options)
     suffix = f"_{dataset.name}" if dataset else ""
-    scale = QUICK if args.quick else FULL
-    runs = Path(
-        args.runs or (f"runs/experiments_quick{suffix}" if args.quick else f"runs/experiments{suffix}")
-    )
-    results = Path(args.results or ("benchmarks/results/quick" if args.quick else "benchmarks/results"))
+    default_runs = {"full": "runs/experiments", "quick": "runs/experiments_quick", "smollm2": "runs/cpu"}
+    runs = Path(args.runs or f"{default_runs[scale.name]}{suffix}")
+    default_results = {"full": "benchmarks/results", "quick": "benchmarks/results/quick"}
+    results = Path(args.results or default_results.get(scale.name, f"benchmarks/results/{scale.name}"))
     if dataset and not args.results:
         results = results / dataset.name
     # Before torch loads anywhere: one thread per process, several processes side by side.

@@ -1,9 +1,11 @@
-"""What the four experiments share: scales, training the arms, evaluating them, and outputs.
+"""What the experiments share: training the arms, evaluating them, statistics and outputs.
 
-Training: the arms are ``benchmarks.recipes`` tiny-model configs, run as ``python -m
-agents.train`` subprocesses (at most ``jobs`` at a time); a run folder that already holds its
-last checkpoint is reused. Evaluation: ``benchmarks.evaluation`` plays and caches the episodes
-under ``<runs>/samples/<purpose>/``, one file per policy.
+Training: the arms are the scale's ``benchmarks.recipes`` configs (``scales``), run as
+``python -m agents.train --resume`` subprocesses (at most ``jobs`` at a time): a run folder that
+holds its last checkpoint is reused, and a run stopped half-way continues from its latest
+checkpoint, so a campaign can span sessions. Evaluation: ``benchmarks.evaluation`` plays and
+caches the episodes under ``<runs>/samples/<purpose>/``, one file per policy; at a
+dev-selected scale each RL run is evaluated at its checkpoint with the best dev EM.
 """
 
 from __future__ import annotations
@@ -23,138 +25,14 @@ import numpy as np
 from agents.config import TrainConfig
 from benchmarks import recipes
 from benchmarks.evaluation import AgentSpec, Evaluation, RunConfig, interval, per_question, run_evaluations
+from benchmarks.experiments.scales import FACTBOOK, FULL, Data, Scale, env_kwargs, rl_config, sft_configs
 from tasks.storage import atomic_write_json, atomic_write_text
 
-# Question kinds with a small answer vocabulary: the 5M-parameter tiny model cannot yet copy an
-# entity from a passage, but it can learn which answers are plausible, so EM is not stuck at 0.
-KINDS = "government_type,official_language,currency,anthem,national_symbol"
-TASK = "factbook"
 HELPER_SFT = "runs/bench_learning/sft"  # the learning benchmark's tiny SFT run, reused when complete
-# (algo, reward preset) of every RL run; the pass@k runs share the default strict preset.
-RL_RUNS: dict[str, tuple[str, str]] = {
-    "ppo-rezero": ("ppo", "rezero"),
-    "ppo-no-retry": ("ppo", "rezero-no-retry"),
-    "ppo-strict": ("ppo", "rezero-strict"),
-    "grpo": ("grpo", "rezero-strict"),
-    "nsr": ("nsr", "rezero-strict"),
-    "wreinforce": ("wreinforce", "rezero-strict"),
-}
 Row = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Scale:
-    """Budgets of one experiment run (FULL or QUICK)."""
-
-    name: str
-    base_sft_steps: int  # SFT from scratch on all single-hop kinds (skipped when HELPER_SFT is reused)
-    sft_steps: int  # SFT continued on KINDS
-    rl_steps: int
-    rl_episodes: int
-    rl_lr: float
-    passk_questions: int
-    passk_samples: int
-    eval_questions: int | None  # greedy test questions (None: every KINDS test question)
-    probe_questions: int | None  # scripted-probe test questions (None: the full test split)
-    num_envs: int
-    max_turns: int = 4
-    snippet_chars: int = 200
-    max_new_tokens: int = 32
-
-
-FULL = Scale("full", 240, 120, 16, 16, 3e-4, 16, 64, None, None, 32)
-QUICK = Scale("quick", 0, 2, 1, 4, 3e-4, 3, 4, 6, 12, 8, max_new_tokens=16)
-
-
 # ---------------------------------------------------------------------------------------------- training
-
-
-def _env(scale: Scale) -> dict[str, Any]:
-    return {
-        "max_turns": scale.max_turns,
-        "snippet_chars": scale.snippet_chars,
-        "max_new_tokens": scale.max_new_tokens,
-    }
-
-
-@dataclass(frozen=True)
-class Data:
-    """The task the experiments run on: the factbook's ``KINDS``, or a jsonl dataset (every kind).
-
-    ``options`` are the dataset options as given (``TrainConfig`` fields of the same names), so
-    the training runs name the dataset exactly as the command line did.
-    """
-
-    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-    @property
-    def task(self) -> str:
-        """``factbook``, or ``jsonl`` when a dataset is named."""
-        return "jsonl" if self.options else TASK
-
-    @property
-    def kinds(self) -> str | None:
-        """The question kinds trained and tested: ``KINDS`` on the factbook, all on a dataset."""
-        return None if self.options else KINDS
-
-    @property
-    def task_kwargs(self) -> dict[str, Any]:
-        """The jsonl task's loader arguments (none for the factbook)."""
-        from tasks.dataset import dataset_from_options, task_arguments
-
-        return task_arguments(self.task, dataset_from_options(**self.options) if self.options else None)[1]
-
-    @property
-    def label(self) -> str:
-        """How reports and folders name the task."""
-        return str(self.task_kwargs.get("name", TASK))
-
-    def train_fields(self) -> dict[str, Any]:
-        """``TrainConfig`` fields that select the task and its kinds."""
-        return {"task": self.task, "kinds": self.kinds, **self.options}
-
-
-FACTBOOK = Data()
-
-
-def sft_configs(scale: Scale, runs: Path, data: Data = FACTBOOK) -> tuple[TrainConfig | None, TrainConfig]:
-    """The SFT start's two runs: base SFT, then SFT continued on the experiment's kinds.
-
-    The base trains on every single-hop kind; the quick scale has none, and continues from the
-    untrained tiny model instead.
-    """
-    base = None
-    fields = {**data.train_fields(), **_env(scale)}
-    if scale.base_sft_steps:
-        base = recipes.tiny_sft(
-            runs / "sft-base", steps=scale.base_sft_steps, warmup_steps=0, **{**fields, "kinds": None}
-        )
-    start = recipes.tiny_sft(
-        runs / "sft",
-        steps=scale.sft_steps,
-        lr=1e-3,
-        lr_schedule="constant",
-        warmup_steps=0,
-        init=base.out if base else None,
-        **fields,
-    )
-    return base, start
-
-
-def rl_config(name: str, scale: Scale, runs: Path, data: Data = FACTBOOK) -> TrainConfig:
-    """The RL run ``name`` of ``RL_RUNS``, from the SFT start, on the experiment's kinds."""
-    algo, preset = RL_RUNS[name]
-    return recipes.tiny_rl(
-        runs / name,
-        algo,
-        runs / "sft",
-        steps=scale.rl_steps,
-        lr=scale.rl_lr,
-        episodes_per_step=scale.rl_episodes,
-        reward_preset=preset,
-        **data.train_fields(),
-        **_env(scale),
-    )
 
 
 def finished(run: Path, steps: int) -> bool:
@@ -166,10 +44,11 @@ def finished(run: Path, steps: int) -> bool:
 
 
 def run_trainings(configs: Sequence[TrainConfig], max_parallel: int) -> dict[str, float]:
-    """Train ``configs`` as ``agents.train`` processes, ``max_parallel`` at a time.
+    """Train ``configs`` as ``agents.train --resume`` processes, ``max_parallel`` at a time.
 
-    Finished runs are skipped; each process logs to ``<run>.log``. Returns the wall seconds of
-    each run (0 for a reused one).
+    Finished runs are skipped, and a run with checkpoints short of its last step resumes from
+    the latest; each process logs to ``<run>.log``. Returns the wall seconds of each run (0 for
+    a reused one).
 
     Raises:
         RuntimeError: a training process failed.
@@ -182,8 +61,8 @@ def run_trainings(configs: Sequence[TrainConfig], max_parallel: int) -> dict[str
             cfg = pending.pop(0)
             out = Path(cfg.out)
             out.parent.mkdir(parents=True, exist_ok=True)
-            log = open(out.parent / f"{out.name}.log", "wb")  # noqa: SIM115 (closed with the process)
-            argv = [sys.executable, "-m", "agents.train", *recipes.train_argv(cfg)]
+            log = open(out.parent / f"{out.name}.log", "ab")  # noqa: SIM115 (closed with the process)
+            argv = [sys.executable, "-m", "agents.train", *recipes.train_argv(cfg), "--resume"]
             running[subprocess.Popen(argv, stdout=log, stderr=log)] = (out, time.perf_counter())
         time.sleep(0.5)
         for proc in [p for p in running if p.poll() is not None]:
@@ -221,21 +100,6 @@ def ensure_sft_start(scale: Scale, runs: Path, max_parallel: int, data: Data = F
 # ---------------------------------------------------------------------------------------------- context
 
 
-def env_kwargs(scale: Scale, preset: str, data: Data = FACTBOOK) -> dict[str, Any]:
-    """The test env of the trained policies: single-hop questions of the kinds, the trained budgets."""
-    kwargs: dict[str, Any] = {
-        "reward_preset": preset,
-        "hops": 1,
-        "backend": "bm25s",
-        "max_turns": scale.max_turns,
-        "top_k": 3,
-        "snippet_chars": scale.snippet_chars,
-    }
-    if data.kinds:
-        kwargs["kinds"] = data.kinds.split(",")
-    return kwargs
-
-
 @dataclass(frozen=True)
 class Context:
     """One invocation: its scale, run cache, results root and parallelism."""
@@ -252,10 +116,14 @@ class Context:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def train(self, names: Sequence[str]) -> dict[str, Any]:
-        """The SFT start, then the named RL runs; their commands and wall times."""
+    def train(self, arms: Sequence[str]) -> dict[str, Any]:
+        """The SFT start, then every seed's run of the named RL arms; commands and wall times."""
         sft = ensure_sft_start(self.scale, self.runs, self.jobs, self.data)
-        configs = {name: rl_config(name, self.scale, self.runs, self.data) for name in names}
+        configs = {
+            self.scale.run_name(arm, seed): rl_config(arm, self.scale, self.runs, self.data, seed)
+            for arm in arms
+            for seed in self.scale.seeds
+        }
         times = run_trainings(list(configs.values()), self.jobs)
         rl = {
             name: {"command": recipes.train_command(cfg), "wall_seconds": times[Path(cfg.out).name]}
@@ -275,15 +143,35 @@ class Context:
         return {e.agent.label: record["rows"] for e, record in zip(evaluations, records, strict=True)}
 
     def checkpoints(self, names: Sequence[str]) -> list[AgentSpec]:
-        """The latest checkpoint of each named run, as an agent labelled by the run's name."""
+        """Each named run as an agent labelled by its name.
+
+        An SFT run (``sft...``) at its last checkpoint; an RL run at its dev-chosen checkpoint
+        where the scale says so, else at its latest.
+        """
         from agents.weights import resolve_checkpoint
-        from benchmarks.evaluation import resolve_agent
+        from benchmarks.evaluation import DEV_SUFFIX, resolve_agent
 
-        return [resolve_agent(f"{name}={resolve_checkpoint(self.runs / name)}") for name in names]
+        def source(name: str) -> str:
+            run = self.runs / name
+            rl = not name.startswith("sft")  # sft, sft-varied, sft-more: SFT runs, no dev choice
+            return f"{run}{DEV_SUFFIX}" if self.scale.dev_selected and rl else str(resolve_checkpoint(run))
 
-    def greedy_rows(self, names: Sequence[str]) -> dict[str, list[dict]]:
-        """Greedy episodes of each policy on the evaluation questions (reward under ``rezero``)."""
-        config = self.test_config(self.scale.eval_questions, 1, "rezero", greedy=True)
+        return [resolve_agent(f"{name}={source(name)}") for name in names]
+
+    def pooled(self, rows: Mapping[str, list[dict]], arms: Sequence[str]) -> dict[str, list[dict]]:
+        """The rows of each arm over all its seeds' runs (``sft`` as itself).
+
+        Per-question figures then average a question's episodes over the seeds, so an interval
+        over questions counts each question once with the seeds' mean.
+        """
+        pooled = {"sft": rows["sft"]} if "sft" in rows else {}
+        for arm in arms:
+            pooled[arm] = [row for seed in self.scale.seeds for row in rows[self.scale.run_name(arm, seed)]]
+        return pooled
+
+    def greedy_rows(self, names: Sequence[str], preset: str = "rezero") -> dict[str, list[dict]]:
+        """Greedy episodes of each named run on the evaluation questions (reward under ``preset``)."""
+        config = self.test_config(self.scale.eval_questions, 1, preset, greedy=True)
         return self.rows("greedy", self.checkpoints(names), config)
 
     def sampled_rows(self, names: Sequence[str]) -> dict[str, list[dict]]:
@@ -294,7 +182,7 @@ class Context:
     def test_config(
         self, questions: int | None, samples: int, preset: str, greedy: bool = False
     ) -> RunConfig:
-        """Episodes of the trained policies on single-hop ``KINDS`` test questions, seed 0."""
+        """Episodes of the trained policies on the single-hop test questions of the kinds, seed 0."""
         return RunConfig(
             split="test",
             samples_per_question=samples,
@@ -333,7 +221,10 @@ def repeat_share(row: Row) -> float:
 
 
 def behaviour(rows: Sequence[Row]) -> dict[str, Any]:
-    """EM, searches/episode, repeated-query rate and reward, with intervals over questions."""
+    """EM, searches/episode, repeated-query rate, retry after a failed search and reward.
+
+    EM, searches and reward with intervals over questions.
+    """
     searches = sum(len(r["queries"]) for r in rows)
     repeats = sum(repeated_searches(r["queries"]) for r in rows)
 
@@ -349,22 +240,50 @@ def behaviour(rows: Sequence[Row]) -> dict[str, Any]:
         "repeated_query_rate_per_question": over_questions(repeat_share),
         "reward": over_questions("reward"),
         "retry_component": float(np.mean([r["breakdown"].get("retry", 0.0) for r in rows])),
+        "retry_after_failed_search": retry_after_failed_search(rows),
     }
+
+
+def retry_after_failed_search(rows: Sequence[Row]) -> float | None:
+    """The share of episodes with a failed search (no gold passage in its hits) that searched again.
+
+    None when no episode had one, or for rows played before episodes kept their ``stats``.
+    """
+    from searchenv.metrics import EpisodeStats, summarize_episode_stats
+
+    if not rows or any("stats" not in r for r in rows):
+        return None
+    value = summarize_episode_stats([EpisodeStats(**r["stats"]) for r in rows])["retry_after_failed_search"]
+    return None if value is None else float(value)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
 
 
 def scale_note(ctx: Context, questions: int, extra: str = "") -> str:
-    """The sentence every report opens with: model, questions, budgets and parallelism."""
+    """The sentence every report opens with: model, questions, budgets, seeds and parallelism."""
     s = ctx.scale
+    seeds = (
+        f"seeds {', '.join(map(str, s.seeds))}" if len(s.seeds) > 1 else f"seed {s.seeds[0]}, one seed only"
+    )
+    if s.model == "tiny":
+        model = "tiny Llama (~5M parameters, from scratch)"
+        start = (
+            f"SFT start = {s.base_sft_steps} SFT steps on all single-hop kinds + {s.sft_steps} steps on "
+            "those kinds (batch 8)"
+        )
+        rl = f"lr {s.rl_lr}"
+    else:
+        model = f"{s.model} (fp32, one torch thread per run)"
+        start = f"SFT start = {s.sft_steps} steps of 8 oracle demonstrations (recipes.smollm2_cpu_sft)"
+        rl = "the top 4 layers on trunk states, lr 2e-5, no KL (recipes.smollm2_cpu_rl)"
+        rl += ", checkpoint chosen on dev EM"
+    env = ", ".join(f"{k} {v}" for k, v in s.env.items())
     return (
-        f"Scale ({s.name}): tiny Llama (~5M parameters, from scratch), single-hop {ctx.data.label} "
-        f"questions of kinds {ctx.data.kinds or 'all'}; SFT start = {s.base_sft_steps} SFT steps on all "
-        f"single-hop kinds + {s.sft_steps} "
-        f"steps on those kinds (batch 8); each RL run {s.rl_steps} steps x {s.rl_episodes} episodes, "
-        f"lr {s.rl_lr}, seed 0, one seed only; {questions} test questions{extra}; max_turns {s.max_turns}, "
-        f"top_k 3, {ctx.jobs} process(es) at a time x 1 torch thread."
+        f"Scale ({s.name}): {model}, single-hop {ctx.data.label} questions of kinds "
+        f"{ctx.data.kinds(s) or 'all'}; "
+        f"{start}; each RL run {s.rl_steps} steps x {s.rl_episodes} episodes, {rl}, {seeds}; "
+        f"{questions} test questions{extra}; {env}; {ctx.jobs} process(es) at a time x 1 torch thread."
     )
 
 
@@ -373,7 +292,7 @@ def payload(ctx: Context, started: float, figures: Mapping[str, Any]) -> dict[st
     return {
         "scale": dataclasses.asdict(ctx.scale),
         "task": ctx.data.label,
-        "kinds": ctx.data.kinds,
+        "kinds": ctx.data.kinds(ctx.scale),
         **figures,
         "wall_seconds": time.perf_counter() - started,
     }

@@ -1,19 +1,24 @@
 """SFT expands, RL squeezes: query diversity across the samples of a question.
 
-Reads the pass@k experiment's sampled episodes (no extra rollouts once ``passk`` has run):
-per question, the distinct queries over its samples, the unique-query ratio, the similarity of
-the samples' first queries and the distinct answers; paired differences against the start.
+Reads the pass@k experiment's sampled episodes (no extra rollouts once ``passk`` has run),
+plus those of ``sft-varied`` (the start's SFT recipe on demonstrations with varied queries: the
+"SFT expands" half): per question, the distinct queries over its samples, the unique-query
+ratio, the similarity of the samples' first queries and the distinct answers; paired
+differences against the start.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from benchmarks import recipes
 from benchmarks.evaluation import interval
-from benchmarks.experiments.common import Context, payload, scale_note, write_outputs
-from benchmarks.experiments.passk import RL_POLICIES, train_and_sample
+from benchmarks.experiments.common import Context, payload, run_trainings, scale_note, write_outputs
+from benchmarks.experiments.passk import train_and_sample
+from benchmarks.experiments.scales import varied_sft_config
 from benchmarks.tables import cell, table
 from searchenv.metrics import paired_bootstrap_diff
 
@@ -46,14 +51,33 @@ def question_diversity(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     return result
 
 
+def arm_diversity(ctx: Context, rows: Mapping[str, list[dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per policy (the SFT start and each arm), per question, the diversity figures.
+
+    An arm's figures are the means over its seeds, each seed's samples measured on their own.
+    """
+    per_q = {"sft": question_diversity(rows["sft"])}
+    for arm in ctx.scale.arms.passk:
+        seeds = [question_diversity(rows[name]) for name in ctx.scale.run_names([arm])]
+        per_q[arm] = {
+            qid: {m: sum(seed[qid][m] for seed in seeds) / len(seeds) for m in METRICS} for qid in seeds[0]
+        }
+    return per_q
+
+
 def run(ctx: Context) -> dict[str, Any]:
     """Measure diversity on the pass@k samples and write ``results/diversity``."""
     started = time.perf_counter()
     runs, rows = train_and_sample(ctx)
-    per_q = {name: question_diversity(r) for name, r in rows.items()}
+    varied = varied_sft_config(ctx.scale, ctx.runs, ctx.data)
+    wall = run_trainings([varied], ctx.jobs)[Path(varied.out).name]
+    runs["sft-varied"] = {"command": recipes.train_command(varied), "wall_seconds": wall}
+    rows |= ctx.sampled_rows(["sft-varied"])
+    per_q = arm_diversity(ctx, rows)
+    per_q["sft-varied"] = question_diversity(rows["sft-varied"])
     figures = {name: {m: interval([v[m] for v in q.values()]) for m in METRICS} for name, q in per_q.items()}
     diffs = {}
-    for name in RL_POLICIES:
+    for name in (*ctx.scale.arms.passk, "sft-varied"):
         for metric in ("distinct_queries", "first_query_similarity"):
             common = sorted(per_q[name])
             a = [per_q[name][q][metric] for q in common]
@@ -62,7 +86,7 @@ def run(ctx: Context) -> dict[str, Any]:
     out = ctx.out("diversity")
     n, questions = ctx.scale.passk_samples, len(per_q["sft"])
     md = [
-        "# Query diversity across samples: SFT vs RL (the pass@k samples, no extra rollouts)",
+        "# Query diversity across samples: the SFT start vs RL and vs SFT on varied demonstrations",
         "",
         scale_note(ctx, questions, f", {n} samples each at temperature 1"),
         "",

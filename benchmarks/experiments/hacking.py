@@ -2,7 +2,8 @@
 
 (a) The honest BM25 heuristic against the ``repeat-query`` and ``spam-search`` probes on test
 questions of every kind and hop count, scored under ``rezero`` and ``rezero-strict``.
-(b) The same PPO trainer under each preset from the same SFT start; greedy test episodes.
+(b) The same RL trainer under each preset from the same SFT start (the scale's
+``arms.hacking``: PPO for the tiny model, GRPO for SmolLM2); greedy test episodes, seeds pooled.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from benchmarks.tables import cell, table
 
 PROBES = ("bm25", "repeat-query", "spam-search")
 PRESETS = ("rezero", "rezero-strict")
-NAMES = ("ppo-rezero", "ppo-strict")
 
 
 def probe_rows(ctx: Context) -> dict[str, list[dict]]:
@@ -55,10 +55,12 @@ def run(ctx: Context) -> dict[str, Any]:
         for preset in PRESETS
         for probe in PROBES[1:]
     }
-    runs = ctx.train(NAMES)
-    rows = ctx.greedy_rows(("sft", *NAMES))
+    arms = ctx.scale.arms.hacking
+    runs = ctx.train(arms)
+    names = ctx.scale.run_names(arms)
+    rows = ctx.pooled(ctx.greedy_rows(("sft", *names)), arms)
     figures = {n: behaviour(r) for n, r in rows.items()}
-    lenient, strict = NAMES
+    lenient, strict = arms
 
     def searches(row: Any) -> float:
         return len(row["queries"])
@@ -71,11 +73,11 @@ def run(ctx: Context) -> dict[str, Any]:
         f"em: {lenient} - {strict}": paired_difference(rows[lenient], rows[strict], "correct"),
         **{
             f"repeated-query share: {n} - sft": paired_difference(rows[n], rows["sft"], repeat_share)
-            for n in NAMES
+            for n in arms
         },
     }
     out = ctx.out("hacking")
-    copy_metrics(ctx.runs, NAMES, out)
+    copy_metrics(ctx.runs, names, out)
     n_probe_questions = probes[f"{PRESETS[0]}/bm25"]["n_questions"]
     probe_header = ["preset", "agent", "reward", "EM", "searches / episode", "repeated-query rate"]
     probe_table = [

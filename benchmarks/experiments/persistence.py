@@ -1,7 +1,10 @@
 """ReZero's claim: the retry reward raises persistence (searches) and accuracy.
 
-The same PPO trainer from the same SFT start under ``rezero`` and ``rezero-no-retry``; greedy
-test episodes of the start and both runs, compared on EM and searches per episode.
+The same trainer and budget from the same SFT start with and without the retry term (the
+scale's ``arms.persistence``: PPO under ``rezero``/``rezero-no-retry`` for the tiny model, GRPO
+under ``rezero-strict``/``rezero-no-retry`` for SmolLM2); greedy test episodes of the start and
+both arms (their seeds pooled), compared on EM, searches per episode and retry after a failed
+search, with paired intervals.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import numpy as np
 
 from benchmarks.evaluation import paired_difference
 from benchmarks.experiments.common import (
-    RL_RUNS,
     Context,
     behaviour,
     copy_metrics,
@@ -23,9 +25,8 @@ from benchmarks.experiments.common import (
     scale_note,
     write_outputs,
 )
+from benchmarks.experiments.scales import RL_RUNS
 from benchmarks.tables import cell, table
-
-NAMES = ("ppo-rezero", "ppo-no-retry")
 
 
 def training_trend(run: Path) -> dict[str, float] | None:
@@ -51,28 +52,31 @@ def training_trend(run: Path) -> dict[str, float] | None:
 def run(ctx: Context) -> dict[str, Any]:
     """Train both arms, evaluate them greedily, write ``results/persistence``."""
     started = time.perf_counter()
-    runs = ctx.train(NAMES)
-    rows = ctx.greedy_rows(("sft", *NAMES))
+    arms = ctx.scale.arms.persistence
+    runs = ctx.train(arms)
+    names = ctx.scale.run_names(arms)
+    rows = ctx.pooled(ctx.greedy_rows(("sft", *names)), arms)
     out = ctx.out("persistence")
-    copy_metrics(ctx.runs, NAMES, out)
+    copy_metrics(ctx.runs, names, out)
     figures = {n: behaviour(r) for n, r in rows.items()}
 
     def searches(row: Any) -> float:
         return len(row["queries"])
 
-    first, second = NAMES
+    first, second = arms
     diffs = {
         f"em: {first} - {second}": paired_difference(rows[first], rows[second], "correct"),
         f"searches: {first} - {second}": paired_difference(rows[first], rows[second], searches),
-        **{f"em: {n} - sft": paired_difference(rows[n], rows["sft"], "correct") for n in NAMES},
-        **{f"searches: {n} - sft": paired_difference(rows[n], rows["sft"], searches) for n in NAMES},
+        **{f"em: {n} - sft": paired_difference(rows[n], rows["sft"], "correct") for n in arms},
+        **{f"searches: {n} - sft": paired_difference(rows[n], rows["sft"], searches) for n in arms},
     }
-    trends = {n: training_trend(ctx.runs / n) for n in NAMES}
+    trends = {n: training_trend(ctx.runs / n) for n in names}
     trend_text = {
         n: f"{t['reward_first']:.2f} -> {t['reward_last']:.2f}" for n, t in trends.items() if t is not None
     }
-    presets = {"sft": "-", **{n: RL_RUNS[n][1] for n in NAMES}}
-    header = ["policy", "train preset", "test EM", "searches / episode", "repeated-query rate"]
+    presets = {"sft": "-", **{n: RL_RUNS[n].preset for n in arms}}
+    header = ["policy", "train preset", "test EM", "searches / episode", "retry after a failed search"]
+    header.append("repeated-query rate")
     header.append("train reward first -> last quarter")
     policy_rows = [
         [
@@ -80,13 +84,14 @@ def run(ctx: Context) -> dict[str, Any]:
             presets[n],
             cell(f["em"]),
             cell(f["searches_per_episode"], 2),
+            cell(f["retry_after_failed_search"], 2),
             cell(f["repeated_query_rate"]),
-            trend_text.get(n, "-"),
+            "; ".join(trend_text[r] for r in ctx.scale.run_names([n]) if r in trend_text) or "-",
         ]
         for n, f in figures.items()
     ]
     md = [
-        "# Persistence: rezero vs rezero-no-retry (same trainer, same start)",
+        f"# Persistence: {RL_RUNS[first].preset} vs {RL_RUNS[second].preset} (same trainer, same start)",
         "",
         scale_note(ctx, figures["sft"]["n_questions"], ", greedy decoding, one episode each"),
         "",
