@@ -5,15 +5,15 @@ r"""Before/after training reward of RL runs, from their own ``metrics.jsonl``, a
 
 For each run: the mean reward of the training episodes in the first and the last quarter of
 its steps (at least one step each), with 95% bootstrap intervals over episodes, and the
-difference with an interval from independent resamples of the two sets; its steps, wall time
-and the machine it ran on. ``learning.png`` draws each run's training reward and dev EM over
+difference with an interval from independent resamples of the two sets; its steps, CPU and
+wall time, the machine it ran on, and the dev EM logged at each evaluated checkpoint with the
+one chosen on it (``RUN@dev``). ``learning.png`` draws each run's training reward and dev EM over
 steps. Copies each run's ``metrics.jsonl`` and ``config.json`` next to the report, so the
 figures can be recomputed.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.tables import cell, table
+from searchenv.cli_errors import ArgumentParser, reports_errors, user_input
 from searchenv.metrics import bootstrap_ci
 from tasks.storage import atomic_write_json, atomic_write_text
 
@@ -62,9 +63,26 @@ def before_after(steps: list[list[float]], seed: int = 0) -> dict[str, Any]:
     }
 
 
+def dev_evaluations(run: Path) -> dict[str, Any]:
+    """The dev EM logged at each evaluated step (by checkpoint step), and the dev-chosen checkpoint."""
+    from agents.checkpoint import dev_selected_checkpoint, read_metrics
+
+    logged = {
+        str(int(r["step"]) + 1): float(r["eval_em"])
+        for r in read_metrics(run / "metrics.jsonl")
+        if isinstance(r.get("eval_em"), int | float)
+    }
+    try:
+        choice = dev_selected_checkpoint(run)
+    except FileNotFoundError:
+        return {"by_step": logged, "chosen_step": None}
+    return {"by_step": logged, "chosen_step": choice.step, "chosen_dev_em": choice.dev_em}
+
+
+@reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Write ``rl_reward.json`` and ``rl_reward.md`` for the runs given, with copies of their logs."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m benchmarks.learning_report", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-plots", action="store_true", help="skip learning.png")
@@ -73,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {}
     rows = []
     curves = {}
+    with user_input():
+        for run in args.runs:
+            if not (run / "metrics.jsonl").is_file():
+                raise FileNotFoundError(f"{run}: no metrics.jsonl (is it a training run folder?)")
     for run in args.runs:
         records = [
             json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
@@ -80,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         curves[run.name] = records
         result = before_after(episode_rewards(run))
         result["wall_time_s"] = float(records[-1].get("wall_time", 0.0)) if records else 0.0
+        result["cpu_time_s"] = float(sum(r.get("step_cpu_time", 0.0) for r in records))
+        result["dev"] = dev_evaluations(run)
         machines = run / "machine.jsonl"
         result["machine"] = (
             [json.loads(line) for line in machines.read_text(encoding="utf-8").splitlines()]
@@ -88,9 +112,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         report[run.name] = result
         first, last, diff = result["first"], result["last"], result["difference"]
-        minutes = cell(result["wall_time_s"] / 60, 1)
+        minutes = f"{result['cpu_time_s'] / 60:.1f} / {result['wall_time_s'] / 60:.1f}"
+        dev = result["dev"]
+        chosen = str(dev["chosen_step"])
+        dev_text = ", ".join(
+            f"**{step}: {em:.3f}**" if step == chosen else f"{step}: {em:.3f}"
+            for step, em in dev["by_step"].items()
+        )
         rows.append(
-            [run.name, str(result["steps"]), minutes, cell(first), cell(last), cell(diff, signed=True)]
+            [
+                run.name,
+                str(result["steps"]),
+                minutes,
+                dev_text or "n.a.",
+                cell(first),
+                cell(last),
+                cell(diff, signed=True),
+            ]
         )
         for name in ("metrics.jsonl", "config.json", "machine.jsonl"):
             if (run / name).exists():
@@ -100,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.plotting import plot_learning_curves
 
         print(f"plot: {plot_learning_curves(curves, args.out / 'learning.png')}")
-    header = ["run", "steps", "wall min", "first quarter reward", "last quarter reward", "change"]
+    header = ["run", "steps", "CPU / wall min", "dev EM by step (chosen in bold)", "first quarter reward"]
+    header += ["last quarter reward", "change"]
     lines = table(header, rows)
     atomic_write_text(args.out / "rl_reward.md", "".join(f"{line}\n" for line in lines))
     print("\n".join(lines))

@@ -61,3 +61,23 @@ def test_committed_smollm2_report_is_reproduced(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "rl_reward.json").read_text()) == json.loads(
         (committed / "rl_reward.json").read_text()
     )
+
+
+def test_report_names_the_dev_chosen_checkpoint(tmp_path: Path) -> None:
+    from agents import checkpoint as ckpt
+
+    run = tmp_path / "grpo_s0"
+    run.mkdir()
+    lines = [{"step": s, "episode_rewards": [1.0], "step_cpu_time": 2.0} for s in range(4)]
+    lines[1]["eval_em"], lines[3]["eval_em"] = 0.5, 0.25  # after steps 2 and 4
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for step in (2, 4):
+        folder = run / ckpt.CHECKPOINTS_FOLDER / ckpt.checkpoint_name(step)
+        folder.mkdir(parents=True)
+        (folder / ckpt.STATE_FILE).write_text(json.dumps({"step": step}))
+    assert main([str(run), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    report = json.loads((tmp_path / "out" / "rl_reward.json").read_text())["grpo_s0"]
+    assert report["dev"] == {"by_step": {"2": 0.5, "4": 0.25}, "chosen_step": 2, "chosen_dev_em": 0.5}
+    assert report["cpu_time_s"] == 8.0
+    assert "**2: 0.500**, 4: 0.250" in (tmp_path / "out" / "rl_reward.md").read_text()
+    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
