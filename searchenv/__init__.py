@@ -3,10 +3,11 @@
 ``import searchenv`` registers ``SearchQA-v0`` and its variants.
 """
 
-from searchenv.actions import ParsedAction, parse_action
+from searchenv.actions import ParsedAction, parse_action, parse_tool_call
 from searchenv.env import SearchQAEnv
 from searchenv.episode import EpisodeRecord, Turn
 from searchenv.registration import VARIANTS, register_all
+from searchenv.tools import tools_schema
 
 register_all()
 
@@ -17,4 +18,6 @@ __all__ = [
     "SearchQAEnv",
     "Turn",
     "parse_action",
+    "parse_tool_call",
+    "tools_schema",
 ]

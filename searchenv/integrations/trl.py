@@ -55,6 +55,7 @@ from searchenv.env import SearchQAEnv
 from searchenv.observations import parse_question
 from searchenv.questions import sample_question_ids, select_questions
 from searchenv.rewards import RewardPreset
+from searchenv.tools import documented_tool
 from tasks.records import Task
 
 if TYPE_CHECKING:
@@ -187,37 +188,19 @@ class SearchQAToolEnv:
             question=parse_question(observation),
         )
 
-    def search(self, query: str) -> str:
-        """Search the corpus and return the best passages with their doc ids.
-
-        Args:
-            query: A few keywords, e.g. "France capital".
-
-        Returns:
-            One "[rank] doc_id | title | snippet" line per passage, or an error saying what to send.
-        """
+    # The docstring TRL turns into the tool's schema comes from searchenv.tools, the one owner.
+    @documented_tool("search")
+    def search(self, query: str) -> str:  # noqa: D102
         return self._step({"tool": "search", "query": query})
 
-    def read(self, doc_id: str) -> str:
-        """Read the full text of one passage.
-
-        Args:
-            doc_id: A doc id exactly as shown in search results, e.g. "fr/government/003".
-
-        Returns:
-            The passage text, or an error saying what to send.
-        """
+    # The docstring TRL turns into the tool's schema comes from searchenv.tools, the one owner.
+    @documented_tool("read")
+    def read(self, doc_id: str) -> str:  # noqa: D102
         return self._step({"tool": "read", "doc_id": doc_id})
 
-    def answer(self, answer: str) -> str:
-        """Submit the final answer; this ends the episode.
-
-        Args:
-            answer: A short answer, e.g. "Paris".
-
-        Returns:
-            A confirmation that the episode is over, or an error saying what to send.
-        """
+    # The docstring TRL turns into the tool's schema comes from searchenv.tools, the one owner.
+    @documented_tool("answer")
+    def answer(self, answer: str) -> str:  # noqa: D102
         return self._step({"tool": "answer", "answer": answer})
 
     def _step(self, action: dict[str, Any]) -> str:
