@@ -222,7 +222,9 @@ def test_python_dash_m_runs_the_package() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "{persistence,passk,diversity,hacking,razor}" in result.stdout and "--quick" in result.stdout
+    assert (
+        "{persistence,passk,diversity,hacking,razor,status}" in result.stdout and "--quick" in result.stdout
+    )
 
 
 def test_hacking_probes_in_a_worker(tmp_path: Path) -> None:
@@ -281,3 +283,35 @@ def test_razor_quick_end_to_end(tmp_path: Path) -> None:
     assert payload["measures"]["text_nll"]["start"]["mean"] > 0
     assert payload["matched"] and set(payload["fits"]) == set(razor.FORGETTING)
     assert (tmp_path / "res" / "razor" / "razor.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_status_lists_every_run_and_its_progress(tmp_path: Path) -> None:
+    from benchmarks.experiments import status
+
+    runs = tmp_path / "runs"
+    (runs / "grpo_s0").mkdir(parents=True)
+    lines = [{"step": s, "step_cpu_time": 60.0, "wall_time": 90.0 * (s + 1)} for s in range(3)]
+    (runs / "grpo_s0" / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    ctx = common.Context(scale=scales.SMOLLM2, runs=runs, results=tmp_path / "res", jobs=1)
+    entries = status.run(ctx)["runs"]
+    assert {
+        "sft",
+        "sft-varied",
+        "sft-more",
+        "grpo_s0",
+        "grpo_s1",
+        "grpo-no-retry_s1",
+        "grpo-rezero_s0",
+    } <= set(entries)
+    assert entries["grpo_s0"]["experiments"] == [
+        "diversity",
+        "hacking",
+        "learning",
+        "passk",
+        "persistence",
+        "razor",
+    ]
+    assert entries["rs-sft_s1"]["experiments"] == ["learning"]
+    assert status.state(entries["grpo_s0"]) == "at step 0 of 100 (logged 3)"
+    assert status.state(entries["nsr_s1"]) == "not started"
+    assert "0 of " in (tmp_path / "res" / "status" / "results.md").read_text()

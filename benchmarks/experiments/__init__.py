@@ -6,6 +6,7 @@
     python -m benchmarks.experiments hacking       # rezero vs rezero-strict: probes, then an RL trainer
     python -m benchmarks.experiments passk --scale smollm2   # SmolLM2-135M, two seeds per arm
     python -m benchmarks.experiments passk --quick # tiny budgets, about a minute, for tests
+    python -m benchmarks.experiments status --scale smollm2  # which runs exist, trains nothing
 
 A scale (``scales``) fixes the model, episodes, budgets, seeds and the arms of each question:
 ``full`` is the tiny model, ``smollm2`` SmolLM2-135M on the cheap CPU path with checkpoints

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import experiments
-from benchmarks.experiments import diversity, hacking, passk, persistence, razor
+from benchmarks.experiments import diversity, hacking, passk, persistence, razor, status
 from benchmarks.experiments.common import Context
 from benchmarks.experiments.scales import QUICK, SCALES, Data
 from searchenv.cli_errors import ArgumentParser, RawDescriptionDefaultsHelpFormatter, reports_errors
@@ -21,6 +21,7 @@ RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "diversity": diversity.run,
     "hacking": hacking.run,
     "razor": razor.run,
+    "status": status.run,
 }
 
 

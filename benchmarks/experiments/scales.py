@@ -69,6 +69,8 @@ class Arms:
     """The RL policies whose pass@k (and query diversity) is set against the SFT start's."""
     hacking: tuple[str, str]
     """(lenient ``rezero``, ``rezero-strict``): does the strict retry term stop repeat queries?"""
+    learning: tuple[str, ...] = ()
+    """The README's learning table: RL (and RL-like) arms against the SFT start."""
 
 
 TINY_ARMS = Arms(
@@ -76,7 +78,10 @@ TINY_ARMS = Arms(
 )
 # The issue's arms at 135M: GRPO is the trainer of the retry and hacking questions.
 SMOLLM2_ARMS = Arms(
-    ("grpo", "grpo-no-retry"), ("grpo", "ppo-strict", "nsr", "wreinforce"), ("grpo-rezero", "grpo")
+    ("grpo", "grpo-no-retry"),
+    ("grpo", "ppo-strict", "nsr", "wreinforce"),
+    ("grpo-rezero", "grpo"),
+    learning=("grpo", "nsr", "wreinforce", "rs-sft"),
 )
 
 TINY_ENV: Mapping[str, Any] = MappingProxyType({"max_turns": 4, "top_k": 3, "snippet_chars": 200})
