@@ -102,10 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sft = train(sft_cfg)
         rl_cfg = recipes.tiny_rl(args.out / RL_ALGO, RL_ALGO, sft, steps=QUICK_RL_STEPS, progress=True)
     else:
-        sft_cfg = recipes.smollm2_cpu_sft(args.out / "sft", steps=SFT_STEPS, progress=True)
+        # The demo runs alone: each run may use both cores (the recipes' one thread is for runs
+        # side by side).
+        sft_cfg = recipes.smollm2_cpu_sft(args.out / "sft", steps=SFT_STEPS, threads=2, progress=True)
         sft = train(sft_cfg)
         rl_cfg = recipes.smollm2_cpu_rl(
-            args.out / RL_ALGO, RL_ALGO, sft, steps=RL_STEPS, eval_every=0, save_every=RL_STEPS, progress=True
+            args.out / RL_ALGO,
+            RL_ALGO,
+            sft,
+            steps=RL_STEPS,
+            eval_every=0,
+            save_every=RL_STEPS,
+            threads=2,
+            progress=True,
         )
     rl = train(rl_cfg)
 
