@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-0.1.0
 # Every extra, so the suite tests every bridge for real (TRL, the retrieval server, Ray).
-EXTRAS := agents,lucene,dev,bench,trl,server,ray
+EXTRAS := agents,lucene,dev,bench,trl,server,ray,skyrl,verifiers
 # --no-warn-conflicts: the two --no-deps packages below declare deps we deliberately leave out;
 # pip would otherwise print a dozen "requires X, which is not installed" lines that read like failures.
 PIP := -m pip install --quiet --no-warn-conflicts
