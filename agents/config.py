@@ -139,10 +139,12 @@ class TrainConfig:
     other sampling streams (see agents.distributed)."""
 
     # --- SFT ----------------------------------------------------------------------------------
-    sft_source: Literal["oracle", "oracle-varied", "rejection"] = "oracle"
-    """oracle: OraclePolicy demonstrations on training questions; oracle-varied: the same with
-    varied first queries (shuffled question words, one sometimes dropped); rejection: the
-    current policy's own correct episodes (rejection sampling), collected every step."""
+    sft_source: Literal["oracle", "oracle-varied", "oracle-titled", "rejection"] = "oracle"
+    """oracle: OraclePolicy demonstrations on training questions (first query: the question's
+    words); oracle-varied: first queries varied (shuffled words, one sometimes dropped);
+    oracle-titled: first queries with the gold passage's title words (its section); the two
+    also drop demonstrations that read a passage no search showed. rejection: the current
+    policy's own correct episodes (rejection sampling), collected every step."""
     sft_batch_size: int = 16
     """Demonstrations per SFT step."""
     sft_questions: int | None = None

@@ -253,21 +253,29 @@ class BM25HeuristicPolicy(_ScriptedPolicy):
         return subject_of(episode.last_hits[0].title) if episode.last_hits else None
 
 
+FIRST_QUERIES = ("question", "varied", "titled")
+
+
 class OraclePolicy(_ScriptedPolicy):
     """Knows the gold evidence: finds each gold passage, reads it, answers the canonical answer.
 
-    Its searches are queries a model could write (question words, then the gold passage's
-    title words for the second hop), so its transcripts double as SFT demonstrations. With
-    ``varied_queries`` each first query is the question's content words in a random order, one
-    of them dropped half the time (kept when it is all the query has): the same evidence
-    reached by varied queries, for an SFT that should write varied ones.
+    Its searches are queries a model could write, so its transcripts double as SFT
+    demonstrations. ``first_query`` picks its first search: ``question``, the question's content
+    words (then the gold passage's title words with them for a retry or a second hop);
+    ``varied``, those words in a random order with one of them dropped half the time (the same
+    evidence reached by varied queries, for an SFT that should write varied ones); ``titled``,
+    the title words with the question's (the passage's section is the question kind's, so a
+    model can learn to write it), then the question's words alone. When every query missed it
+    reads the gold passage by id, which only the oracle knows.
     """
 
     name = "oracle"
 
-    def __init__(self, task: Task, seed: int = 0, varied_queries: bool = False) -> None:
+    def __init__(self, task: Task, seed: int = 0, first_query: str = "question") -> None:
         super().__init__(seed)
-        self.varied_queries = varied_queries
+        if first_query not in FIRST_QUERIES:
+            raise ValueError(f"first_query must be one of {FIRST_QUERIES}, got {first_query!r}")
+        self.first_query = first_query
         # Keyed by the opaque id too: that is the one the env's info shows during an episode.
         self._questions: dict[str, Question] = {
             key: q for qs in task.splits.values() for q in qs for key in (q.qid, opaque_question_id(q.qid))
@@ -290,16 +298,16 @@ class OraclePolicy(_ScriptedPolicy):
         if target in retrieved:
             return self.read(episode, target)
         words = content_words(episode.question)
+        plain = " ".join(words) or episode.question
+        titled = " ".join(dict.fromkeys(content_words(self._titles.get(target, "")) + words))
         if not episode.queries:
-            return self.search(
-                episode, " ".join(self.vary(words) if self.varied_queries else words) or episode.question
-            )
-        title_words = content_words(self._titles.get(target, ""))
-        query = " ".join(dict.fromkeys(title_words + words))
-        if query in episode.queries:
-            # The title query did not surface it either: read it by id, which the oracle knows.
-            return self.read(episode, target)
-        return self.search(episode, query)
+            first = {"question": plain, "varied": " ".join(self.vary(words)), "titled": titled}
+            return self.search(episode, first[self.first_query] or episode.question)
+        for query in (titled, plain) if self.first_query == "titled" else (titled,):
+            if query not in episode.queries:
+                return self.search(episode, query)
+        # No query of its surfaced it: read it by id, which the oracle knows.
+        return self.read(episode, target)
 
     def vary(self, words: list[str]) -> list[str]:
         """``words`` shuffled, one dropped half the time when at least three remain after it."""

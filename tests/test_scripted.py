@@ -73,10 +73,10 @@ def test_varied_oracle_reaches_the_evidence_by_varied_queries() -> None:
     kwargs = {**ENV_KWARGS, "hops": 1}
     plain = run_episodes(OraclePolicy(task), kwargs, question_ids=ids, progress=False)
     varied = run_episodes(
-        OraclePolicy(task, seed=1, varied_queries=True), kwargs, question_ids=ids, progress=False
+        OraclePolicy(task, seed=1, first_query="varied"), kwargs, question_ids=ids, progress=False
     )
     again = run_episodes(
-        OraclePolicy(task, seed=1, varied_queries=True), kwargs, question_ids=ids, progress=False
+        OraclePolicy(task, seed=1, first_query="varied"), kwargs, question_ids=ids, progress=False
     )
     first = [[r.record.turns[0].argument for r in rs] for rs in (plain, varied, again)]
     assert first[1] == first[2]  # seeded
@@ -84,3 +84,36 @@ def test_varied_oracle_reaches_the_evidence_by_varied_queries() -> None:
     assert changed >= len(ids) // 2
     # Same words, other order (or one fewer): still the oracle, still nearly always right.
     assert summarize(varied)["em"] >= 0.9
+
+
+def test_titled_oracle_finds_more_evidence_with_its_first_search() -> None:
+    """Title (section) words in the first query: the gold passage is in the top 2 more often."""
+    from agents.algos.sft import imitable
+    from agents.scripted import OraclePolicy
+
+    task = shared_task("factbook")
+    ids = [q.qid for q in task.questions("train") if q.hops == 1][:120]
+    kwargs = {"split": "train", "hops": 1, "max_turns": 4, "top_k": 2}
+
+    def first_search_finds(results: list) -> float:
+        return float(
+            np.mean(
+                [
+                    bool(set(r.record.question.supporting_doc_ids) & set(r.record.turns[0].hit_doc_ids))
+                    for r in results
+                ]
+            )
+        )
+
+    plain = run_episodes(OraclePolicy(task), kwargs, question_ids=ids, progress=False)
+    titled = run_episodes(OraclePolicy(task, first_query="titled"), kwargs, question_ids=ids, progress=False)
+    assert first_search_finds(titled) > first_search_finds(plain) + 0.05
+    assert summarize(titled)["em"] == 1.0
+    # Episodes where no search surfaced the gold passage read it by id: not imitable.
+    by_id = [r for r in titled if not imitable(r)]
+    assert by_id and all(
+        not any(set(r.record.question.supporting_doc_ids) & set(t.hit_doc_ids) for t in r.record.turns)
+        for r in by_id
+    )
+    with pytest.raises(ValueError, match="first_query must be one of"):
+        OraclePolicy(task, first_query="random")

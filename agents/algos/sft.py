@@ -23,6 +23,7 @@ from agents.update import accumulate, collect, episode_metrics, optimizer_step, 
 if TYPE_CHECKING:
     from agents.learner import Run
     from agents.lm.trajectory import Trajectory
+    from agents.rollout import EpisodeResult
     from agents.update import Forward
 
 
@@ -59,6 +60,21 @@ def epoch_batch_indices(n_examples: int, batch_size: int, step: int, seed: int) 
     return indices
 
 
+def imitable(result: EpisodeResult) -> bool:
+    """Whether every passage the episode read was shown by one of its searches first.
+
+    The oracle reads a gold passage by id when no query surfaced it; a model cannot know that
+    id, so imitating such an episode teaches it to read ids it never saw.
+    """
+    shown: set[str] = set()
+    for turn in result.record.turns:
+        if turn.tool == "search":
+            shown.update(turn.hit_doc_ids)
+        elif turn.tool == "read" and turn.argument not in shown:
+            return False
+    return True
+
+
 def oracle_demonstrations(run: Run, question_ids: list[str]) -> list[Trajectory]:
     """The oracle's correct episodes on ``question_ids``, as the learner's tokens.
 
@@ -77,7 +93,7 @@ def oracle_demonstrations(run: Run, question_ids: list[str]) -> list[Trajectory]
         OraclePolicy(
             shared_task(cfg.task, **cfg.task_kwargs),
             seed=cfg.seed,
-            varied_queries=cfg.sft_source == "oracle-varied",
+            first_query=cfg.sft_source.removeprefix("oracle-") if cfg.sft_source != "oracle" else "question",
         ),
         learner.tokenizer,
         max_context_tokens=context_limit(learner.model, None),
@@ -92,6 +108,8 @@ def oracle_demonstrations(run: Run, question_ids: list[str]) -> list[Trajectory]
         progress=cfg.progress,
     )
     kept = [r for r in results if r.correct and r.tokens is not None and not r.tokens.context_exhausted]
+    if cfg.sft_source != "oracle":  # the first recipe's demonstrations stay as they were
+        kept = [r for r in kept if imitable(r)]
     if not kept:
         raise RuntimeError("the oracle solved none of the questions: check the task and env settings")
     return trajectories_from(kept)
