@@ -1,4 +1,4 @@
-"""Retrieval: tokenizer, the three backends, their agreement, the index cache, the synthetic task, the CLI.
+"""Retrieval: tokenizer, the backends, their agreement, the index cache, the synthetic task, the CLI.
 
 Backends are built once per module (numba compiles its retrieval loop once per process, and the
 JVM can start only once per process), into a module-scoped cache folder.
@@ -22,7 +22,7 @@ from searchenv.retrieval.tokenize import MAX_TOKEN_CHARS
 from tasks.records import Corpus, Passage
 from tasks.synthetic import parse_synthetic_name, synthetic_task
 
-BACKENDS = ("bm25s", "rank_bm25", "pyserini")
+BACKENDS = ("bm25s", "bm25s_pruned", "rank_bm25", "pyserini")
 N_TWINS = 30  # identical passages: a tie group larger than any backend's first fetch
 
 
