@@ -84,7 +84,7 @@ def session_ratios(report: dict[str, Any]) -> list[str]:
 
     >>> runs = {f"1m/{b}": {"n_docs": 10**6, "backend": b, "session": "s", "p50_ms": p, "batch_qps": q}
     ...         for b, p, q in (("pyserini", 4.0, 100.0), ("bm25s_pruned", 1.0, 500.0))}
-    >>> print("\\n".join(session_ratios({"runs": runs, "sessions": {"s": {"cpu": "EPYC"}}})[-2:]))
+    >>> print("\n".join(session_ratios({"runs": runs, "sessions": {"s": {"cpu": "EPYC"}}})[-2:]))
     | s | 1,000,000 | bm25s_pruned | 1.0 | 4.0 | 4.00x | 500.0 | 100.0 | 5.00x |
     | s | 1,000,000 | pyserini | 4.0 | 4.0 | 1.00x | 100.0 | 100.0 | 1.00x |
     """
