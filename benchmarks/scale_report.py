@@ -50,6 +50,7 @@ def markdown(report: dict[str, Any]) -> str:
         note = run.get("skipped") or run.get("error") or run.get("remark")
         lines.append("| " + " | ".join(cells) + " |" + (f" {note}" if note else ""))
     lines += session_ratios(report)
+    lines += goals(report)
     lines += still_to_run(report)
     estimates = extrapolate(report)
     if estimates:
@@ -85,8 +86,8 @@ def session_ratios(report: dict[str, Any]) -> list[str]:
     >>> runs = {f"1m/{b}": {"n_docs": 10**6, "backend": b, "session": "s", "p50_ms": p, "batch_qps": q}
     ...         for b, p, q in (("pyserini", 4.0, 100.0), ("bm25s_pruned", 1.0, 500.0))}
     >>> print("\n".join(session_ratios({"runs": runs, "sessions": {"s": {"cpu": "EPYC"}}})[-2:]))
-    | s | 1,000,000 | bm25s_pruned | 1.0 | 4.0 | 4.00x | 500.0 | 100.0 | 5.00x |
-    | s | 1,000,000 | pyserini | 4.0 | 4.0 | 1.00x | 100.0 | 100.0 | 1.00x |
+    | s | 1,000,000 | bm25s_pruned | 1.0 | 4.0 | 4.00x | 500.0 | 100.0 | 5.00x | 0.00x |
+    | s | 1,000,000 | pyserini | 4.0 | 4.0 | 1.00x | 100.0 | 100.0 | 1.00x | 0.00x |
     """
     groups: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for run in report["runs"].values():
@@ -100,9 +101,10 @@ def session_ratios(report: dict[str, Any]) -> list[str]:
         for backend, run in sorted(runs.items()):
             speedup = reference["p50_ms"] / run["p50_ms"]
             throughput = run["batch_qps"] / reference["batch_qps"]
+            cpu = run.get("batch_qps_cpu", 0) / reference.get("batch_qps_cpu", float("inf"))
             rows.append(
                 f"| {session} | {n:,} | {backend} | {run['p50_ms']} | {reference['p50_ms']} | {speedup:.2f}x "
-                f"| {run['batch_qps']:,} | {reference['batch_qps']:,} | {throughput:.2f}x |"
+                f"| {run['batch_qps']:,} | {reference['batch_qps']:,} | {throughput:.2f}x | {cpu:.2f}x |"
             )
     if not rows:
         return []
@@ -118,13 +120,46 @@ def session_ratios(report: dict[str, Any]) -> list[str]:
         "## Against Lucene, measured in the same session",
         "",
         f"Every backend of a session ran in that one `bench_scale` invocation, back to back on the same "
-        f"machine ({machines}). Lucene p50 / backend p50 and backend q/s / Lucene q/s: above 1 is faster.",
+        f"machine ({machines}). Lucene p50 / backend p50, backend q/s / Lucene q/s (wall clock) and the "
+        "same per CPU-second of the process: above 1 is faster. On a loaded machine the wall-clock "
+        "throughput counts waits for a core; the CPU-second ratio does not.",
         "",
         "| session | passages | backend | p50 ms | Lucene p50 ms | p50 speed-up | batched q/s | Lucene q/s "
-        "| throughput ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| throughput ratio | q/CPU-s ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
+
+
+def goals(report: dict[str, Any], backend: str = "bm25s_pruned") -> list[str]:
+    """Issue 19's goals for the pruned backend, met or missed, from same-session ratios only.
+
+    Below 10M passages: p50 and batched throughput at least 3x Lucene's; at 10M and above: p50
+    at most Lucene's and batched throughput at least 2x.
+    """
+    lines = []
+    measured = set()
+    for run in sorted(report["runs"].values(), key=lambda r: r["n_docs"]):
+        reference = report["runs"].get(f"{size_label(run['n_docs'])}/{REFERENCE}")
+        if run["backend"] != backend or reference is None or reference.get("session") != run.get("session"):
+            continue
+        if "p50_ms" not in run or "p50_ms" not in reference:
+            continue
+        measured.add(run["n_docs"])
+        p50 = reference["p50_ms"] / run["p50_ms"]
+        wall = run["batch_qps"] / reference["batch_qps"]
+        cpu = run["batch_qps_cpu"] / reference["batch_qps_cpu"]
+        need_p50, need_q = (1.0, 2.0) if run["n_docs"] >= 10_000_000 else (3.0, 3.0)
+        met = p50 >= need_p50 and min(wall, cpu) >= need_q
+        lines.append(
+            f"- {run['n_docs']:,} passages: p50 {p50:.2f}x Lucene's (goal {need_p50:g}x), batched "
+            f"{wall:.2f}x wall clock / {cpu:.2f}x per CPU-second (goal {need_q:g}x): "
+            f"{'met' if met else 'missed'}"
+        )
+    for n in PLANNED_SIZES:
+        if n not in measured:
+            lines.append(f"- {n:,} passages: not measured yet (Still to run)")
+    return ["", f"## Goals (issue 19) for {backend}", "", *lines] if lines else []
 
 
 def still_to_run(report: dict[str, Any]) -> list[str]:
@@ -135,12 +170,17 @@ def still_to_run(report: dict[str, Any]) -> list[str]:
         return []
     sizes = ",".join(size_label(n) for n in sorted({n for n, _ in missing}))
     listed = ", ".join(f"{size_label(n)} {b}" for n, b in missing)
+    stopped = "".join(
+        f" {name} (session {run.get('session')}) was stopped unfinished: {run.get('why', '')}."
+        for name, run in sorted((report.get("stopped") or {}).items())
+    )
     return [
         "",
         "## Still to run",
         "",
-        f"No row yet for: {listed}. To measure them beside bm25s and Lucene in one session (about 1.5 h "
-        "of builds at 10M on these cores, 12 GB peak for the bm25s builds: a machine with 24 GB free), run:",
+        f"No row yet for: {listed}.{stopped} To measure them beside bm25s and Lucene in one session "
+        "(about 1.5 h of builds at 10M on these cores, 12 GB peak for the bm25s builds: a machine "
+        "with 24 GB free), run:",
         "",
         "```",
         f"nice -n 19 python -m benchmarks.bench_scale --sizes {sizes} --backends bm25s,bm25s_pruned,pyserini "
