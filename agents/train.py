@@ -65,13 +65,15 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
     ignored = [
         f.name
         for f in dataclasses.fields(TrainConfig)
-        if f.name not in RESUME_OVERRIDABLE
+        if f.name not in (*RESUME_OVERRIDABLE, "out")
         and getattr(cfg, f.name) != f.default
         and getattr(cfg, f.name) != getattr(saved, f.name)
     ]
     if ignored:
         print(f"resume: keeping the run's saved values of {', '.join(ignored)}", file=sys.stderr)
-    return resolve(dataclasses.replace(saved, **overrides)), existing
+    # The folder resumed is the one named now: a run copied or moved elsewhere keeps writing
+    # there, never into the folder its saved config names.
+    return resolve(dataclasses.replace(saved, **overrides, out=cfg.out)), existing
 
 
 def train(cfg: TrainConfig) -> Path:

@@ -246,6 +246,20 @@ def test_sft_run_writes_checkpoints_and_metrics(sft_run: Path) -> None:
     assert any((sft_run / "tensorboard").iterdir())
 
 
+def test_a_copied_run_resumes_in_its_own_folder(sft_run: Path, tmp_path: Path) -> None:
+    """Resuming a copy writes to the copy: the original run is never touched."""
+    import shutil
+
+    copy = tmp_path / "sft-longer"
+    shutil.copytree(sft_run, copy)
+    before = {p: p.stat().st_mtime_ns for p in sft_run.rglob("*") if p.is_file()}
+    assert _run(copy, "--algo", "sft", "--steps", "4", "--save-every", "2", "--resume") == copy
+    assert [step for step, _ in ckpt.list_checkpoints(copy)] == [3, 4]  # keep_last 2
+    assert ckpt.read_state(ckpt.latest_checkpoint(copy))["config"]["out"] == str(copy)
+    assert _steps(copy) == [0, 1, 2, 3]
+    assert {p: p.stat().st_mtime_ns for p in sft_run.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize("algo", [a for a in ALGORITHMS if a != "sft"])
 def test_rl_algorithms_run_end_to_end(
     algo: str, sft_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
