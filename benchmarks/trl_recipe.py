@@ -314,7 +314,7 @@ def sft_warm_start(
     return trainer
 
 
-def grpo(
+def grpo_trainer(
     model: Any,
     tokenizer: Any,
     dataset: Any,
@@ -329,7 +329,7 @@ def grpo(
     progress: bool = False,
     callbacks: Sequence[Any] = (),
 ) -> Any:
-    """TRL's ``GRPOTrainer`` with ``environment_factory`` on env rewards, one group a step; the trainer."""
+    """TRL's ``GRPOTrainer`` with ``environment_factory`` on env rewards, one group a step (untrained)."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # environment_factory is marked experimental
     from trl import GRPOConfig, GRPOTrainer
 
@@ -359,6 +359,12 @@ def grpo(
         environment_factory=make_env_factory("factbook", **env_kwargs),
         callbacks=list(callbacks),
     )
+    return trainer
+
+
+def grpo(model: Any, tokenizer: Any, dataset: Any, env_kwargs: Mapping[str, Any], **kwargs: Any) -> Any:
+    """``grpo_trainer(...)`` trained; returns the trainer (its ``state.log_history`` holds TRL's logs)."""
+    trainer = grpo_trainer(model, tokenizer, dataset, env_kwargs, **kwargs)
     trainer.train()
     return trainer
 
