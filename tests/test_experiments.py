@@ -158,19 +158,22 @@ def test_other_callers_keep_their_recipe_values() -> None:
 
 
 def test_smollm2_scale_rebuilds_the_learning_runs() -> None:
-    """The SmolLM2 scale's runs are the README's learning runs: same recipe, same folders."""
+    """The SmolLM2 scale's start and arms are the recipes of the README's learning runs."""
     from agents.config import config_from_dict
 
-    runs = Path("runs/cpu")
+    runs = Path("runs/smollm2")
     _, start = scales.sft_configs(scales.SMOLLM2, runs)
     committed = RESULTS / "learning_cpu"
-    saved_sft = config_from_dict(json.loads((committed / "smol_sft_short" / "config.json").read_text()))
-    assert resolve(start) == resolve(scales.dataclasses.replace(saved_sft, out=str(runs / "sft")))
+    # The start is the titled SFT run's step 48 (chosen on dev; the run went on to 60).
+    saved_sft = config_from_dict(json.loads((committed / "smol_sft_titled60" / "config.json").read_text()))
+    same = {"out": str(runs / "sft"), "steps": 48, "keep_last": start.keep_last}
+    assert resolve(start) == resolve(scales.dataclasses.replace(saved_sft, **same))
+    # The arms' recipe is the pilot runs' (which started from the first SFT recipe's run).
     saved = config_from_dict(json.loads((committed / "grpo_s0" / "config.json").read_text()))
     built = scales.rl_config("grpo", scales.SMOLLM2, runs, seed=0)
-    # The first runs started from the SFT run's earlier folder name; nothing else differs.
-    assert resolve(built) == resolve(scales.dataclasses.replace(saved, init=str(runs / "sft")))
-    assert scales.rl_config("nsr", scales.SMOLLM2, runs, seed=1).out == "runs/cpu/nsr_s1"
+    pilot = {"init": str(runs / "sft"), "out": str(runs / "grpo_s0")}
+    assert resolve(built) == resolve(scales.dataclasses.replace(saved, **pilot))
+    assert scales.rl_config("nsr", scales.SMOLLM2, runs, seed=1).out == "runs/smollm2/nsr_s1"
     assert scales.SMOLLM2.run_names(["grpo", "nsr"]) == ["grpo_s0", "grpo_s1", "nsr_s0", "nsr_s1"]
     assert scales.FULL.run_names(["grpo"]) == ["grpo"]
     no_retry = scales.rl_config("grpo-no-retry", scales.SMOLLM2, runs, seed=1)
@@ -180,7 +183,8 @@ def test_smollm2_scale_rebuilds_the_learning_runs() -> None:
         scales.dataclasses.replace(start, out=varied.out, sft_source="oracle-varied")
     )
     more = scales.razor_sft_config(scales.SMOLLM2, runs)
-    assert (more.init, more.steps, more.eval_every, more.save_every) == ("runs/cpu/sft", 48, 12, 12)
+    assert (more.init, more.steps, more.eval_every, more.save_every) == ("runs/smollm2/sft", 48, 12, 12)
+    assert more.sft_source == "oracle-titled" and more.seed == 1
     assert more.keep_last >= more.steps // more.save_every  # every checkpoint kept for the razor
     rejection = scales.rl_config("rs-sft", scales.SMOLLM2, runs)
     assert (rejection.algo, rejection.sft_source, rejection.train_layers) == ("sft", "rejection", 4)

@@ -41,14 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=list(SCALES),
         default="full",
         help="full: the tiny model, one seed; smollm2: SmolLM2-135M on the cheap CPU path, two seeds, "
-        "runs in runs/cpu (shared with the README's learning runs); quick: a plumbing check",
+        "runs in runs/smollm2 (shared with the README's learning runs); quick: a plumbing check",
     )
     parser.add_argument("--quick", action="store_true", help="same as --scale quick (~1 min)")
     parser.add_argument("--no-progress", action="store_true", help="accepted for symmetry; runs log to files")
     parser.add_argument(
         "--runs",
         default=None,
-        help="run/sample cache (default runs/experiments[_quick][_<dataset name>]; runs/cpu for smollm2)",
+        help="run/sample cache (default runs/experiments[_quick][_<dataset name>]; runs/smollm2 for smollm2)",
     )
     parser.add_argument(
         "--results",
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = {name: getattr(args, name) for name in OPTIONS if getattr(args, name)} if dataset else {}
     data = Data(options)
     suffix = f"_{dataset.name}" if dataset else ""
-    default_runs = {"full": "runs/experiments", "quick": "runs/experiments_quick", "smollm2": "runs/cpu"}
+    default_runs = {"full": "runs/experiments", "quick": "runs/experiments_quick", "smollm2": "runs/smollm2"}
     runs = Path(args.runs or f"{default_runs[scale.name]}{suffix}")
     default_results = {"full": "benchmarks/results", "quick": "benchmarks/results/quick"}
     results = Path(args.results or default_results.get(scale.name, f"benchmarks/results/{scale.name}"))
