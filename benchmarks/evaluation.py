@@ -142,6 +142,20 @@ def _checkpoint_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _path_label(path: Path) -> str:
+    """A folder's default label: its last two parts; a checkpoint's, its run and step.
+
+    >>> _path_label(Path("runs/grpo_s1/checkpoints/step-00000050"))
+    'grpo_s1_step-00000050'
+    >>> _path_label(Path("runs/sft"))
+    'runs_sft'
+    """
+    parts = path.resolve().parts
+    if len(parts) >= 3 and parts[-2] == "checkpoints":
+        return f"{parts[-3]}_{parts[-1]}"
+    return "_".join(parts[-2:])
+
+
 DEV_SUFFIX = "@dev"  # RUN@dev: the run's dev-chosen checkpoint (agents.checkpoint.dev_selected_checkpoint)
 BASELINE_KINDS = ("direct", "rag")  # agents.baselines; kept here so naming one imports no torch
 BASELINE_MODELS = ("tiny", "smollm2-135m")  # agents.lm.models' names; any model or checkpoint folder too
@@ -174,11 +188,11 @@ def resolve_agent(argument: str) -> AgentSpec:
                 f"agent {argument!r}: the {label} baseline's model {source!r} is neither one of "
                 f"{list(BASELINE_MODELS)} nor an existing model or checkpoint folder"
             )
-        model = "_".join(path.resolve().parts[-2:]) if path.exists() else source
+        model = _path_label(path) if path.exists() else source
         fingerprint = _checkpoint_fingerprint(path) if path.exists() else ""
         return AgentSpec(_LABEL_PATTERN.sub("_", f"{label}_{model}"), label, source, fingerprint)
     if path.exists():
-        label = label or "_".join(path.resolve().parts[-2:])
+        label = label or _path_label(path)
         return AgentSpec(
             _LABEL_PATTERN.sub("_", label), "checkpoint", str(path), _checkpoint_fingerprint(path)
         )

@@ -167,6 +167,15 @@ def test_resolve_agent_names_and_checkpoints(tmp_path: Path) -> None:
     assert named.label == "my_sft" and named.fingerprint == spec.fingerprint
     (checkpoint / "model.safetensors").write_bytes(b"new weights")
     assert resolve_agent(str(checkpoint)).fingerprint != spec.fingerprint  # a new save is a new agent
+    # Checkpoints of two runs at the same step: labelled by run and step, never the same.
+    steps = [tmp_path / run / "checkpoints" / "step-00000050" for run in ("grpo_s0", "grpo_s1")]
+    for step in steps:
+        step.mkdir(parents=True)
+    assert [resolve_agent(str(p)).label for p in steps] == ["grpo_s0_step-00000050", "grpo_s1_step-00000050"]
+    assert [resolve_agent(f"direct={p}").label for p in steps] == [
+        "direct_grpo_s0_step-00000050",
+        "direct_grpo_s1_step-00000050",
+    ]
 
 
 def _fake_run(run: Path, dev_em_after: dict[int, float], checkpoints: list[int]) -> None:
