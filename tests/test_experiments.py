@@ -319,3 +319,5 @@ def test_status_lists_every_run_and_its_progress(tmp_path: Path) -> None:
     assert status.state(entries["grpo_s0"]) == "at step 0 of 100 (logged 3)"
     assert status.state(entries["nsr_s1"]) == "not started"
     assert "0 of " in (tmp_path / "res" / "status" / "results.md").read_text()
+    written = json.loads((tmp_path / "res" / "status" / "results.json").read_text())
+    assert written["machine"]["cores"] >= 1 and written["runs"]["grpo_s0"]["machines"] == []

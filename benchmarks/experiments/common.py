@@ -288,13 +288,22 @@ def scale_note(ctx: Context, questions: int, extra: str = "") -> str:
 
 
 def payload(ctx: Context, started: float, figures: Mapping[str, Any]) -> dict[str, Any]:
-    """``results.json``: the scale and kinds, the experiment's figures, and its wall time."""
+    """``results.json``: the scale and kinds, the experiment's figures, its wall time and machine.
+
+    The machine is the one this command ran on (its evaluations); each training run records
+    its own in its ``machine.jsonl``.
+    """
+    import torch
+
+    from agents.device import machine_description
+
     return {
         "scale": dataclasses.asdict(ctx.scale),
         "task": ctx.data.label,
         "kinds": ctx.data.kinds(ctx.scale),
         **figures,
         "wall_seconds": time.perf_counter() - started,
+        "machine": machine_description(torch.device("cpu")),
     }
 
 

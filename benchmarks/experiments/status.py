@@ -48,19 +48,28 @@ def needed_runs(ctx: Context) -> dict[str, dict[str, Any]]:
 
 
 def progress(run: Path) -> dict[str, Any]:
-    """The run's last logged step, its latest checkpoint, CPU and wall minutes so far."""
+    """The run's last logged step, latest checkpoint, CPU and wall minutes so far, and machines."""
     from agents import checkpoint as ckpt
 
     metrics = run / "metrics.jsonl"
     if not metrics.is_file():
-        return {"logged_steps": 0, "checkpoint": None, "cpu_minutes": 0.0, "wall_minutes": 0.0}
+        return {
+            "logged_steps": 0,
+            "checkpoint": None,
+            "cpu_minutes": 0.0,
+            "wall_minutes": 0.0,
+            "machines": [],
+        }
     records = ckpt.read_metrics(metrics)
     latest = ckpt.latest_checkpoint(run)
+    machines = run / "machine.jsonl"
     return {
         "logged_steps": len(records),
         "checkpoint": int(ckpt.read_state(latest)["step"]) if latest else None,
         "cpu_minutes": sum(float(r.get("step_cpu_time", 0.0)) for r in records) / 60,
         "wall_minutes": float(records[-1].get("wall_time", 0.0)) / 60 if records else 0.0,
+        # Each start or resume of the run, with the machine its CPU minutes were measured on.
+        "machines": ckpt.read_metrics(machines) if machines.is_file() else [],
     }
 
 
