@@ -46,6 +46,7 @@ __all__ = [
     "MetricsLog",
     "atomic_write_json",
     "checkpoint_name",
+    "dev_evaluations",
     "dev_selected_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
@@ -107,24 +108,35 @@ class DevChoice:
     """(checkpoint step, dev EM) of every checkpoint that competed, oldest first."""
 
 
-def dev_selected_checkpoint(run_dir: str | os.PathLike[str], metric: str = "eval_em") -> DevChoice:
-    """The complete checkpoint with the highest dev ``metric``; the earliest of equal ones.
+def dev_evaluations(run_dir: str | os.PathLike[str], metric: str = "eval_em") -> dict[int, float]:
+    """The dev ``metric`` logged during training, by the step count of the weights it scored.
 
     The metrics line of step ``s`` (0-based) carries the evaluation of the weights after
-    ``s + 1`` steps, which is checkpoint ``step-(s+1)``; only checkpoints that exist and were
-    evaluated compete, so the test split never enters the choice.
+    ``s + 1`` steps, which checkpoint ``step-(s+1)`` holds when one was kept.
 
     Raises:
-        FileNotFoundError: the run has no metrics log, or none of its checkpoints was evaluated.
+        FileNotFoundError: the run has no metrics log.
     """
     metrics_path = Path(run_dir) / "metrics.jsonl"
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl to choose a checkpoint on dev by")
-    evaluated = {
+    return {
         int(record["step"]) + 1: float(record[metric])
         for record in read_metrics(metrics_path)
         if isinstance(record.get(metric), int | float)
     }
+
+
+def dev_selected_checkpoint(run_dir: str | os.PathLike[str], metric: str = "eval_em") -> DevChoice:
+    """The complete checkpoint with the highest dev ``metric``; the earliest of equal ones.
+
+    Only checkpoints that exist and were evaluated (``dev_evaluations``) compete, so the test
+    split never enters the choice.
+
+    Raises:
+        FileNotFoundError: the run has no metrics log, or none of its checkpoints was evaluated.
+    """
+    evaluated = dev_evaluations(run_dir, metric)
     scores = tuple((step, evaluated[step]) for step, _ in list_checkpoints(run_dir) if step in evaluated)
     if not scores:
         raise FileNotFoundError(

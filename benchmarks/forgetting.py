@@ -16,7 +16,6 @@ task's search EM, closed-book answers) through the evaluation engine.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,7 +71,7 @@ def text_nll(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int =
 
 
 def new_task_kl(
-    checkpoint: str | Path,
+    policy: Any,
     reference: Any,
     env_kwargs: Mapping[str, Any],
     question_ids: Sequence[str],
@@ -83,8 +82,9 @@ def new_task_kl(
 ) -> dict[str, Any]:
     """KL(checkpoint || reference) on the checkpoint's own episodes of ``question_ids``.
 
-    One sampled episode (temperature 1) per question. ``reference`` is a loaded causal LM with
-    the checkpoint's tokenizer (SmolLM2 checkpoints share it). Returns the per-question
+    One sampled episode per question from ``policy`` (an ``LMPolicy`` sampling at temperature
+    1, e.g. ``agents.weights.load_policy(checkpoint, greedy=False)``). ``reference`` is a
+    loaded causal LM with the policy's tokenizer (SmolLM2 checkpoints share it). Returns the per-question
     sequence KL estimates (``per_question``), their tokens, and the episodes' correctness.
     """
     import torch
@@ -92,9 +92,7 @@ def new_task_kl(
     from agents.lm.trajectory import pad_batch, trajectories_from
     from agents.rollout import run_episodes
     from agents.update import forward, pad_id
-    from agents.weights import load_policy
 
-    policy = load_policy(checkpoint, greedy=False, seed=seed, device="cpu")
     results = run_episodes(
         policy, env_kwargs, question_ids=list(question_ids), num_envs=num_envs, seed=seed, progress=False
     )

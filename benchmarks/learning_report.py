@@ -65,13 +65,9 @@ def before_after(steps: list[list[float]], seed: int = 0) -> dict[str, Any]:
 
 def dev_evaluations(run: Path) -> dict[str, Any]:
     """The dev EM logged at each evaluated step (by checkpoint step), and the dev-chosen checkpoint."""
-    from agents.checkpoint import dev_selected_checkpoint, read_metrics
+    from agents.checkpoint import dev_evaluations, dev_selected_checkpoint
 
-    logged = {
-        str(int(r["step"]) + 1): float(r["eval_em"])
-        for r in read_metrics(run / "metrics.jsonl")
-        if isinstance(r.get("eval_em"), int | float)
-    }
+    logged = {str(step): em for step, em in dev_evaluations(run).items()}
     try:
         choice = dev_selected_checkpoint(run)
     except FileNotFoundError:

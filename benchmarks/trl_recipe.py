@@ -299,13 +299,7 @@ def sft_warm_start(
         per_device_train_batch_size=batch_size,
         max_length=4096,
         assistant_only_loss=True,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=_on_cpu(model),
-        bf16=False,
-        disable_tqdm=not progress,
-        seed=seed,
+        **_trainer_arguments(model, progress, seed),
     )
     trainer = SFTTrainer(
         model=model, processing_class=tokenizer, train_dataset=demos, args=args, callbacks=list(callbacks)
@@ -342,13 +336,7 @@ def grpo_trainer(
         max_tool_calling_iterations=int(env_kwargs.get("max_turns", 8)) + 1,
         learning_rate=learning_rate,
         beta=0.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=_on_cpu(model),
-        bf16=False,
-        disable_tqdm=not progress,
-        seed=seed,
+        **_trainer_arguments(model, progress, seed),
     )
     trainer = GRPOTrainer(
         model=model,
@@ -469,8 +457,18 @@ def _scalars(entry: Mapping[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in entry.items() if isinstance(v, int | float)}
 
 
-def _on_cpu(model: Any) -> bool:
-    return bool(next(model.parameters()).device.type == "cpu")
+def _trainer_arguments(model: Any, progress: bool, seed: int) -> dict[str, Any]:
+    """What both trainers' configs share: log every step, save nothing, the model's device, fp32."""
+    on_cpu = bool(next(model.parameters()).device.type == "cpu")
+    return {
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": on_cpu,
+        "bf16": False,
+        "disable_tqdm": not progress,
+        "seed": seed,
+    }
 
 
 def _versions() -> dict[str, str]:

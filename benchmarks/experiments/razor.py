@@ -80,7 +80,7 @@ def _rows(folder: Path, agents: Sequence[AgentSpec], task: str, config: RunConfi
 
 def measure(ctx: Context, found: Mapping[str, Path]) -> dict[str, dict[str, dict[str, float]]]:
     """Per measure, per checkpoint label, per item (question or text): the value."""
-    from agents.weights import load_checkpoint_model
+    from agents.weights import load_checkpoint_model, load_policy
     from benchmarks import forgetting
     from searchenv.questions import sample_question_ids, select_questions
 
@@ -124,16 +124,17 @@ def measure(ctx: Context, found: Mapping[str, Path]) -> dict[str, dict[str, dict
         task_kwargs=ctx.data.task_kwargs,
     )
     question_ids = sample_question_ids(questions, n, 0)
-    reference, tokenizer = load_checkpoint_model(found["start"], device="cpu")
+    reference, _ = load_checkpoint_model(found["start"], device="cpu")
     reference.eval()
     for label, path in found.items():
         stored = cache / "model" / f"{label}.json"
         fingerprint = next(a.fingerprint for a in agents if a.label == label)
         record = _read(stored, fingerprint)
         if record is None:
-            model, _ = load_checkpoint_model(path, device="cpu")
+            # One load serves both: the sampling policy's model also scores the held-out text.
+            policy = load_policy(path, greedy=False, seed=0, device="cpu")
             kl = forgetting.new_task_kl(
-                path,
+                policy,
                 reference,
                 {**env_kwargs(scale, "rezero-strict", ctx.data), "split": "dev"},
                 question_ids,
@@ -142,7 +143,7 @@ def measure(ctx: Context, found: Mapping[str, Path]) -> dict[str, dict[str, dict
             record = {
                 "fingerprint": fingerprint,
                 "kl": kl["per_question"],
-                "nll": dict(enumerate(forgetting.text_nll(model.eval(), tokenizer, texts))),
+                "nll": dict(enumerate(forgetting.text_nll(policy.model, policy.tokenizer, texts))),
             }
             atomic_write_json(stored, record)
         values["kl_to_start"][label] = {str(k): float(v) for k, v in record["kl"].items()}
