@@ -133,6 +133,11 @@ class TrainConfig:
     temperature: float = 1.0
     """Sampling temperature of training rollouts (log-probs are those of the tempered
     distribution the tokens were sampled from)."""
+    share_prefixes: bool = True
+    """Reuse the KV cache of the longest token prefix an episode shares with a recent one (the
+    chat template before each question; a group's prompt and identical turns); a cut cache
+    equals a prefill up to float round-off. --no-share-prefixes reuses only whole identical
+    histories, which are bitwise equal, and prefills the rest (as runs before 2026-12-08)."""
     ray_actors: int = 0
     """Collect rollouts on this many Ray actors, the step's weights shipped through the object
     store (needs pip install -e .[ray]); 0 collects in this process. Same questions and resets,

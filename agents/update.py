@@ -10,6 +10,7 @@ Algorithms in ``agents.algos`` combine these with their own advantages and loss.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ def make_policy(run: Run, *, seed: int, greedy: bool) -> LMPolicy:
     from agents.lm.policy import LMPolicy
 
     cfg = run.cfg
-    return LMPolicy(
+    policy = LMPolicy(
         run.learner.model,
         run.learner.tokenizer,
         max_new_tokens=cfg.max_new_tokens,
@@ -53,6 +54,9 @@ def make_policy(run: Run, *, seed: int, greedy: bool) -> LMPolicy:
         record_trunk=run.learner.boundary,
         name=f"{cfg.algo}-train",
     )
+    if not cfg.share_prefixes:
+        policy.prefix_cache.min_prefix = sys.maxsize
+    return policy
 
 
 @dataclass

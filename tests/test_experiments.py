@@ -173,7 +173,13 @@ def test_smollm2_scale_rebuilds_the_learning_runs() -> None:
     built = scales.rl_config("grpo", scales.SMOLLM2, runs, seed=0)
     pilot = {"init": str(runs / "sft"), "out": str(runs / "grpo_s0")}
     assert resolve(built) == resolve(scales.dataclasses.replace(saved, **pilot))
-    assert scales.rl_config("nsr", scales.SMOLLM2, runs, seed=1).out == "runs/smollm2/nsr_s1"
+    nsr = scales.rl_config("nsr", scales.SMOLLM2, runs, seed=1)
+    assert nsr.out == "runs/smollm2/nsr_s1"
+    # NSR's own lr and dev interval; every other field is the arms' recipe.
+    assert (nsr.lr, nsr.eval_every, nsr.keep_last) == (1e-4, 25, 5) and built.lr == 2e-5
+    as_grpo = {"algo": "grpo", "seed": 0, "out": built.out, "lr": built.lr, "keep_last": built.keep_last}
+    as_grpo |= {"eval_every": built.eval_every, "save_every": built.save_every}
+    assert resolve(scales.dataclasses.replace(nsr, **as_grpo)) == resolve(built)
     assert scales.SMOLLM2.run_names(["grpo", "nsr"]) == ["grpo_s0", "grpo_s1", "nsr_s0", "nsr_s1"]
     assert scales.FULL.run_names(["grpo"]) == ["grpo"]
     no_retry = scales.rl_config("grpo-no-retry", scales.SMOLLM2, runs, seed=1)

@@ -3,8 +3,10 @@
 ``LMPolicy`` keeps one cache per env slot between turns. To decode several slots together,
 ``DecodeBatch.start`` stacks them right-aligned into buffers with room for the new tokens, with
 an additive attention mask that hides the padding; ``slab_layer_class`` is a cache layer that
-writes each new token in place. ``PromptCache`` remembers the caches of recent prompts, so the
-episodes of a GRPO group (which share their prompt) prefill it once.
+writes each new token in place. ``PrefixCache`` remembers the caches of recent token histories,
+so the episodes of a GRPO group (which share their prompt, and often their first turns) prefill
+them once, and every other episode prefills only what its history does not share with one
+remembered (the chat template and the instructions before the question).
 
 Cached tensors are never written in place once a slot holds them (the slab buffers are copies,
 and transformers' ``DynamicLayer`` grows a cache by concatenation), so slots may share them.
@@ -211,46 +213,92 @@ def left_padded_cache(states: list[SlotState], width: int, capacity: int) -> Any
     return transformers.cache_utils.Cache(layers=layers)
 
 
-class PromptCache:
-    """The KV caches and last logits of the most recent prompts, keyed by their token ids.
+class PrefixCache:
+    """The KV caches, last logits and trunk states of recent token histories, keyed by their ids.
 
-    A prompt's cache depends only on its tokens and the weights, so an equal prompt (the
-    members of a GRPO group, a repeated question) reuses the entry: the same tensors a prefill
-    would compute, without running it. Entries are dropped when the weights change: the
-    weights' version (the sum of the parameters' in-place update counters, which an
-    optimizer step or a load advances) is part of the lookup.
+    A history's cache depends only on its tokens and the weights, so an equal history (the
+    prompt of a GRPO group's members, and their turns while they act alike; a repeated
+    question) reuses the entry: the same tensors a prefill would compute, without running it.
+    A history that only starts like a remembered one (the chat template and instructions
+    before each question) reuses that entry's cache cut to the shared prefix: in a causal
+    model a prefix's keys, values and states do not depend on what follows (equal up to float
+    rounding, since a longer prefill groups its sums otherwise). Entries are dropped when the
+    weights change: the weights' version (the sum of the parameters' in-place update
+    counters, which an optimizer step or a load advances) is part of the lookup.
     """
 
-    def __init__(self, size: int) -> None:
-        """Keep at most ``size`` prompts (0 keeps none)."""
+    def __init__(self, size: int, min_prefix: int = 16) -> None:
+        """Keep at most ``size`` prompts (0 keeps none); share prefixes of ``min_prefix`` tokens or more.
+
+        ``min_prefix`` may be changed later (``sys.maxsize`` shares whole prompts only).
+        """
         self.size = size
+        self.min_prefix = min_prefix
         self._entries: OrderedDict[tuple[int, ...], tuple[LayerCache, Any, Any]] = OrderedDict()
         self._version: int | None = None
 
-    def get(
-        self, tokens: Sequence[int], version: int, *, with_trunk: bool = False
-    ) -> tuple[LayerCache, Any, Any] | None:
-        """The (cache, last logits [1, V], trunk states) of ``tokens`` under ``version``, or None.
-
-        ``with_trunk`` asks for an entry that also holds the prompt's trunk states
-        (``agents.lm.trunk``); one stored without them is then a miss.
-        """
+    def _current(self, version: int) -> None:
         if version != self._version:
             self._entries.clear()
             self._version = version
-        entry = self._entries.get(tuple(tokens))
-        if entry is None or (with_trunk and entry[2] is None):
-            return None
-        self._entries.move_to_end(tuple(tokens))
-        return entry
 
-    def put(self, tokens: Sequence[int], cache: LayerCache, logits: Any, trunk: Any = None) -> None:
-        """Remember ``tokens``' cache, last logits and trunk states, forgetting the oldest when full."""
+    def lookup(
+        self, tokens: Sequence[int], version: int, with_trunk: bool = False
+    ) -> tuple[int, LayerCache, Any, Any] | None:
+        """What the cache holds of ``tokens`` under ``version``: (tokens covered, cache, logits, trunk).
+
+        The whole prompt gives its last logits [1, V]; otherwise the longest shorter prefix a
+        remembered prompt starts with, its cache and trunk states cut to it, and logits None
+        (the rest must be prefilled). None when nothing of at least ``min_prefix`` tokens is
+        shared. ``with_trunk`` asks for entries that also hold the prompt's trunk states
+        (``agents.lm.trunk``); one stored without them is passed over.
+        """
+        self._current(version)
+        key = tuple(tokens)
+        entry = self._entries.get(key)
+        if entry is not None and not (with_trunk and entry[2] is None):
+            self._entries.move_to_end(key)
+            return len(key), *entry
+        best, best_key = 0, None
+        for other, (_, _, trunk) in self._entries.items():
+            shared = _common_prefix(other, key)
+            if shared > best and not (with_trunk and trunk is None):
+                best, best_key = shared, other
+        best = min(best, len(key) - 1)  # the last token's logits come from a prefill
+        if best_key is None or best < self.min_prefix:
+            return None
+        cache, _, trunk = self._entries[best_key]
+        cut = [(keys[:, :, :best], values[:, :, :best]) for keys, values in cache]
+        return best, cut, None, trunk[:best] if trunk is not None else None
+
+    def put(
+        self, tokens: Sequence[int], version: int, cache: LayerCache, logits: Any, trunk: Any = ()
+    ) -> None:
+        """Remember ``tokens``' cache, last logits and trunk states (chunks along the tokens).
+
+        The entry is valid under ``version``; the oldest one is forgotten when the cache is full.
+        """
+        torch, _ = require_torch()
+        self._current(version)
         if self.size < 1:
             return
-        self._entries[tuple(tokens)] = (cache, logits, trunk)
+        self._entries[tuple(tokens)] = (cache, logits, torch.cat(list(trunk)) if len(trunk) else None)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share.
+
+    >>> _common_prefix([1, 2, 3], [1, 2, 4, 5])
+    2
+    """
+    shared = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        shared += 1
+    return shared
 
 
 def weights_version(model: Any) -> int:

@@ -7,9 +7,10 @@ How one ``act`` call works, for the envs (slots) it is given:
    budget requires it.
 2. Prefill, one slot at a time, on top of that slot's own KV cache: only the tokens the
    cache does not hold yet are run (the new segment plus the previous turn's end-of-turn
-   token). No padding, so no wasted compute. A prompt equal to a recent one (the episodes of
-   a GRPO group share theirs) takes that prompt's cache and logits instead (``PromptCache``):
-   the same tensors, not recomputed.
+   token). No padding, so no wasted compute. A token history equal to a recent one (a GRPO
+   group's prompt, its members' identical turns) takes that one's cache and logits instead
+   (``PrefixCache``), not recomputed; one that starts like it (the template before each
+   question) takes the shared prefix's cache and runs the rest.
 3. Decode all slots together. The slots' caches are left-padded into one preallocated
    buffer; a 4-D attention mask hides the padding and each row carries its own position
    ids. Every step samples one token per unfinished row with a seeded ``torch.Generator``.
@@ -40,7 +41,7 @@ from typing import Any
 
 from agents.lm.chat import ChatFormat, chat_format
 from agents.lm.compat import cache_kwargs, output_cache
-from agents.lm.kv_cache import DecodeBatch, LayerCache, PromptCache, weights_version
+from agents.lm.kv_cache import DecodeBatch, LayerCache, PrefixCache, weights_version
 from agents.lm.models import require_torch
 from agents.lm.tokens import ContextBudget, EpisodeTokens, closing_token_ids, context_limit
 from agents.lm.trunk import TrunkRecorder
@@ -70,7 +71,7 @@ class GenerationStats:
     prefill_seconds: float = 0.0
     prefill_cpu_seconds: float = 0.0
     prefill_tokens: int = 0  # tokens run through the model by prefills
-    shared_prompt_tokens: int = 0  # prompt tokens taken from the prompt cache instead
+    shared_prompt_tokens: int = 0  # prompt and turn tokens taken from the prefix cache instead
     decode_seconds: float = 0.0
     decode_cpu_seconds: float = 0.0
     decode_steps: int = 0  # batched forward steps
@@ -102,7 +103,7 @@ class LMPolicy:
         seed: int = 0,
         max_context_tokens: int | None = None,
         observation_role: str = "user",
-        prompt_cache_size: int = 8,
+        prefix_cache_size: int = 32,
         record_trunk: int | None = None,
         name: str = "lm",
     ) -> None:
@@ -138,7 +139,7 @@ class LMPolicy:
         )
         self._slots: dict[int, SlotState] = {}
         self._exhausted: set[int] = set()
-        self.prompt_cache = PromptCache(prompt_cache_size)
+        self.prefix_cache = PrefixCache(prefix_cache_size)
         self._may_close = closing_token_ids(tokenizer)
         self.record_trunk = record_trunk
         self._recorder: TrunkRecorder | None = None
@@ -242,20 +243,20 @@ class LMPolicy:
     def _prefill(self, state: SlotState, version: int) -> Any:
         """Run the slot's uncached tokens on top of its cache; return the last logits [1, V].
 
-        A fresh slot whose prompt is in the prompt cache takes the cached tensors instead.
+        A slot whose token history is in the prefix cache takes the cached tensors instead; one
+        whose history starts like a cached one beyond its own cache takes that prefix and runs
+        only the rest (``PrefixCache``).
         """
         torch, transformers = require_torch()
-        new_tokens = state.record.token_ids[state.cached :]
-        fresh = state.cached == 0
-        if fresh:
-            hit = self.prompt_cache.get(new_tokens, version, with_trunk=self._recorder is not None)
-            if hit is not None:
-                state.cache, logits, trunk = hit
-                if self._recorder is not None:
-                    state.trunk.append(trunk)
-                state.cached = len(new_tokens)
-                self.stats.shared_prompt_tokens += len(new_tokens)
+        history = state.record.token_ids
+        shared = self.prefix_cache.lookup(history, version, self._recorder is not None)
+        if shared is not None and shared[0] > state.cached:
+            self.stats.shared_prompt_tokens += shared[0] - state.cached
+            state.cached, state.cache, logits, trunk = shared
+            state.trunk = [trunk] if trunk is not None else []
+            if logits is not None:  # the whole history was cached
                 return logits
+        new_tokens = history[state.cached :]
         past = (
             transformers.DynamicCache(ddp_cache_data=state.cache)
             if state.cache
@@ -276,8 +277,7 @@ class LMPolicy:
         trunk = self._recorder.take()[0] if self._recorder is not None else None
         if trunk is not None:
             state.trunk.append(trunk)
-        if fresh:
-            self.prompt_cache.put(new_tokens, state.cache, logits, trunk)
+        self.prefix_cache.put(history, version, state.cache, logits, state.trunk)
         return logits
 
     def _decode(self, states: list[SlotState], logits: Any) -> list[str]:

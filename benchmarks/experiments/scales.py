@@ -85,6 +85,12 @@ SMOLLM2_ARMS = Arms(
     learning=("grpo", "nsr", "wreinforce", "rs-sft"),
 )
 
+# NSR pushes only wrong episodes down: at the GRPO recipe's lr (2e-5) 100 steps left the
+# policy where it was (pilot: +0.012 test EM, flat reward), so it takes 5x the lr, with dev
+# evaluations (and checkpoints) every 25 steps to catch a collapse.
+NSR_CPU_FIELDS: Mapping[str, Any] = MappingProxyType(
+    {"lr": 1e-4, "eval_every": 25, "save_every": 25, "keep_last": 5}
+)
 TINY_ENV: Mapping[str, Any] = MappingProxyType({"max_turns": 4, "top_k": 3, "snippet_chars": 200})
 # The short episodes of recipes.SMOLLM2_CPU, the same in training and at test time.
 SMOLLM2_ENV: Mapping[str, Any] = MappingProxyType(
@@ -132,6 +138,8 @@ class Scale:
     """sft-more's checkpoint and dev-evaluation interval (every checkpoint is kept)."""
     razor_questions: int = 4
     """Items per razor measure: dev questions, SotU questions, held-out passages."""
+    arm_fields: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    """Per RL arm, ``TrainConfig`` fields that differ from the scale's recipe (tuned on dev)."""
 
     def run_name(self, arm: str, seed: int) -> str:
         """The run folder of ``arm`` with ``seed``: the arm itself at a one-seed scale."""
@@ -167,6 +175,7 @@ SMOLLM2 = Scale(
     razor_sft_steps=48,
     razor_every=12,
     razor_questions=100,
+    arm_fields={"nsr": NSR_CPU_FIELDS},
 )
 SCALES: Mapping[str, Scale] = MappingProxyType({s.name: s for s in (FULL, QUICK, SMOLLM2)})
 
@@ -251,6 +260,7 @@ def rl_config(arm: str, scale: Scale, runs: Path, data: Data = FACTBOOK, seed: i
     spec = RL_RUNS[arm]
     out, start = runs / scale.run_name(arm, seed), runs / "sft"
     fields = {**data.train_fields(scale), "reward_preset": spec.preset, **dict(spec.fields)}
+    fields |= scale.arm_fields.get(arm, {})
     if scale.model != "tiny":
         return recipes.smollm2_cpu_rl(out, spec.algo, start, steps=scale.rl_steps, seed=seed, **fields)
     return recipes.tiny_rl(
@@ -258,10 +268,9 @@ def rl_config(arm: str, scale: Scale, runs: Path, data: Data = FACTBOOK, seed: i
         spec.algo,
         start,
         steps=scale.rl_steps,
-        lr=scale.rl_lr,
+        **{"lr": scale.rl_lr, **fields},
         episodes_per_step=scale.rl_episodes,
         seed=seed,
-        **fields,
         **_episode_fields(scale),
     )
 
