@@ -133,11 +133,12 @@ class TrainConfig:
     temperature: float = 1.0
     """Sampling temperature of training rollouts (log-probs are those of the tempered
     distribution the tokens were sampled from)."""
-    share_prefixes: bool = True
-    """Reuse the KV cache of the longest token prefix an episode shares with a recent one (the
-    chat template before each question; a group's prompt and identical turns); a cut cache
-    equals a prefill up to float round-off. --no-share-prefixes reuses only whole identical
-    histories, which are bitwise equal, and prefills the rest (as runs before 2026-12-08)."""
+    prefix_sharing: Literal["prompts", "histories", "prefixes"] = "prefixes"
+    """What the rollout's prefix cache reuses instead of prefilling: prompts (a group's equal
+    prompts, as runs before 2026-12-08), histories (also equal token histories at any turn: a
+    group's members that act alike; both bitwise equal to a prefill), prefixes (also the
+    longest prefix shared with a recent history, such as the template before each question;
+    equal up to float round-off)."""
     ray_actors: int = 0
     """Collect rollouts on this many Ray actors, the step's weights shipped through the object
     store (needs pip install -e .[ray]); 0 collects in this process. Same questions and resets,

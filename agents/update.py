@@ -10,7 +10,6 @@ Algorithms in ``agents.algos`` combine these with their own advantages and loss.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -54,8 +53,7 @@ def make_policy(run: Run, *, seed: int, greedy: bool) -> LMPolicy:
         record_trunk=run.learner.boundary,
         name=f"{cfg.algo}-train",
     )
-    if not cfg.share_prefixes:
-        policy.prefix_cache.min_prefix = sys.maxsize
+    policy.prefix_cache.sharing = cfg.prefix_sharing
     return policy
 
 

@@ -36,23 +36,26 @@ RESULTS = Path(__file__).parent / "results"
 SHORT_OBSERVATIONS = ("--snippet-chars", "120", "--top-k", "2")
 SHORT_EPISODES = (*SHORT_OBSERVATIONS, "--read-chars", "300", "--prompt", "short")
 ROLLOUT = ("--old-logprobs", "rollout")
-# Rows before "shared prefixes" reuse only whole equal histories, as when they were measured.
-WHOLE = ("--no-share-prefixes",)
+# Rows before "equal histories" share whole equal prompts only, as when they were measured.
+PROMPTS = ("--prefix-sharing", "prompts")
+HISTORIES = ("--prefix-sharing", "histories")
 SHORT = (*ROLLOUT, *SHORT_EPISODES)
 # name: (algorithm, training options); each row adds one lever to the row above it.
 CHEAP = (*SHORT, "--train-layers", "4", "--micro-batch-size", "4", "--num-envs", "16")
+NO_KL = ("--kl-coef", "0")
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "nsr: levers off": ("nsr", WHOLE),
-    "nsr: + rollout log-probs": ("nsr", (*WHOLE, *ROLLOUT)),
-    "nsr: + short episodes": ("nsr", (*WHOLE, *SHORT)),
-    "nsr: + top 8 layers on trunk states": ("nsr", (*WHOLE, *SHORT, "--train-layers", "8")),
-    "nsr: + top 4 layers": ("nsr", (*WHOLE, *SHORT, "--train-layers", "4")),
-    "nsr: + micro-batches of 4, 16 envs in one batch": ("nsr", (*WHOLE, *CHEAP)),
-    "nsr: + shared prefixes (template before the question)": ("nsr", CHEAP),
+    "nsr: levers off": ("nsr", PROMPTS),
+    "nsr: + rollout log-probs": ("nsr", (*PROMPTS, *ROLLOUT)),
+    "nsr: + short episodes": ("nsr", (*PROMPTS, *SHORT)),
+    "nsr: + top 8 layers on trunk states": ("nsr", (*PROMPTS, *SHORT, "--train-layers", "8")),
+    "nsr: + top 4 layers": ("nsr", (*PROMPTS, *SHORT, "--train-layers", "4")),
+    "nsr: + micro-batches of 4, 16 envs in one batch": ("nsr", (*PROMPTS, *CHEAP)),
+    "nsr: + shared histories and prefixes (the template before each question)": ("nsr", CHEAP),
     "nsr: + top 2 layers": ("nsr", (*CHEAP, "--train-layers", "2")),
-    "grpo: cheap path, KL 0.04": ("grpo", (*WHOLE, *CHEAP)),
-    "grpo: + KL weight 0 (no reference pass)": ("grpo", (*WHOLE, *CHEAP, "--kl-coef", "0")),
-    "grpo: + shared prefixes (template, group turns)": ("grpo", (*CHEAP, "--kl-coef", "0")),
+    "grpo: cheap path, KL 0.04": ("grpo", (*PROMPTS, *CHEAP)),
+    "grpo: + KL weight 0 (no reference pass)": ("grpo", (*PROMPTS, *CHEAP, *NO_KL)),
+    "grpo: + equal histories shared (a group's alike turns)": ("grpo", (*HISTORIES, *CHEAP, *NO_KL)),
+    "grpo: + shared prefixes": ("grpo", (*CHEAP, *NO_KL)),
 }
 PHASES = ("rollout", "score", "update", "step")
 

@@ -390,12 +390,11 @@ def test_group_members_share_one_prompt_prefill(tiny) -> None:
     """A GRPO group prefills its prompt once; the episodes are those of a policy that never shares."""
     model, tokenizer = tiny
     shared = LMPolicy(model, tokenizer, temperature=0.8, max_new_tokens=10, seed=4)
-    shared.prefix_cache.min_prefix = 10**9  # whole equal histories only: prefixes are a later test's
+    shared.prefix_cache.sharing = "prompts"  # histories and prefixes are the next tests'
     alone = LMPolicy(model, tokenizer, temperature=0.8, max_new_tokens=10, seed=4, prefix_cache_size=0)
     with_cache, without = _grouped_episodes(shared), _grouped_episodes(alone)
     prompt_tokens = sum(t.action_mask.index(1) for t in with_cache)
-    # 3 of 4 members reuse the prompt, and any turn that repeats a member's whole history.
-    assert shared.stats.shared_prompt_tokens >= prompt_tokens * 3 // 4
+    assert shared.stats.shared_prompt_tokens == prompt_tokens * 3 // 4  # 3 of 4 members reuse it
     assert alone.stats.shared_prompt_tokens == 0
     assert shared.stats.prefill_tokens == alone.stats.prefill_tokens - shared.stats.shared_prompt_tokens
     for a, b in zip(with_cache, without, strict=True):
@@ -406,7 +405,7 @@ def test_a_group_that_acts_alike_prefills_each_turn_once(tiny) -> None:
     """Greedy members act alike, so every turn's observation is prefilled by one member only."""
     model, tokenizer = tiny
     shared = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=10)
-    shared.prefix_cache.min_prefix = 10**9  # whole equal histories only
+    shared.prefix_cache.sharing = "histories"  # whole equal histories only
     alone = LMPolicy(model, tokenizer, greedy=True, max_new_tokens=10, prefix_cache_size=0)
     with_cache, without = _grouped_episodes(shared), _grouped_episodes(alone)
     assert shared.stats.shared_prompt_tokens == alone.stats.prefill_tokens * 3 // 4
@@ -448,7 +447,17 @@ def test_a_prefix_cache_shares_only_a_long_enough_proper_prefix() -> None:
     assert (shared, logits) == (4, None) and cut[0][0].flatten().tolist() == [0.0, 1.0, 2.0, 3.0]
     assert trunk.flatten().tolist() == [0.0, 1.0, 2.0, 3.0]
     assert cache.lookup([1, 2, 3, 4], version=0)[0] == 3  # the last token is always prefilled
+    assert cache.lookup([1, 2, 3, 4, 9, 9], version=0, held=4) is None  # nothing beyond what it holds
     assert cache.lookup([1, 2, 3, 4, 9], version=1) is None  # other weights: nothing shared
+    cache.put([1, 2, 3, 4, 5, 6, 7, 8], 1, [layer], logits="last")
+    cache.sharing = "histories"
+    assert cache.lookup([1, 2, 3, 4, 5, 6, 7, 8], version=1, held=5)[0] == 8
+    assert cache.lookup([1, 2, 3, 4, 9], version=1) is None  # no cut prefixes
+    cache.sharing = "prompts"
+    assert cache.lookup([1, 2, 3, 4, 5, 6, 7, 8], version=1, held=5) is None  # only fresh prompts
+    assert cache.lookup([1, 2, 3, 4, 5, 6, 7, 8], version=1)[0] == 8
+    with pytest.raises(ValueError, match="sharing must be one of"):
+        PrefixCache(4, sharing="everything")
 
 
 def test_prefix_cache_forgets_histories_when_the_weights_change(tiny) -> None:

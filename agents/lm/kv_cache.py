@@ -24,7 +24,8 @@ from agents.lm.models import require_torch
 if TYPE_CHECKING:
     from agents.lm.policy import SlotState
 
-LayerCache = list[tuple[Any, Any]]  # per layer (keys, values), [1, heads, tokens, dim]
+LayerCache = list[tuple[Any, Any]]
+SHARING = ("prompts", "histories", "prefixes")  # per layer (keys, values), [1, heads, tokens, dim]
 
 
 @dataclass
@@ -227,12 +228,17 @@ class PrefixCache:
     counters, which an optimizer step or a load advances) is part of the lookup.
     """
 
-    def __init__(self, size: int, min_prefix: int = 16) -> None:
-        """Keep at most ``size`` prompts (0 keeps none); share prefixes of ``min_prefix`` tokens or more.
+    def __init__(self, size: int, sharing: str = "prefixes", min_prefix: int = 16) -> None:
+        """Keep at most ``size`` histories (0 keeps none), shared as ``sharing`` says.
 
-        ``min_prefix`` may be changed later (``sys.maxsize`` shares whole prompts only).
+        ``sharing`` (``SHARING``): ``prompts``, whole equal prompts only; ``histories``, also
+        whole equal histories at any turn (both bitwise); ``prefixes``, also the longest shared
+        prefix of ``min_prefix`` tokens or more (up to round-off).
         """
+        if sharing not in SHARING:
+            raise ValueError(f"sharing must be one of {SHARING}, got {sharing!r}")
         self.size = size
+        self.sharing = sharing
         self.min_prefix = min_prefix
         self._entries: OrderedDict[tuple[int, ...], tuple[LayerCache, Any, Any]] = OrderedDict()
         self._version: int | None = None
@@ -243,29 +249,34 @@ class PrefixCache:
             self._version = version
 
     def lookup(
-        self, tokens: Sequence[int], version: int, with_trunk: bool = False
+        self, tokens: Sequence[int], version: int, with_trunk: bool = False, held: int = 0
     ) -> tuple[int, LayerCache, Any, Any] | None:
-        """What the cache holds of ``tokens`` under ``version``: (tokens covered, cache, logits, trunk).
+        """What it holds of ``tokens`` beyond their ``held`` first: (tokens covered, cache, logits, trunk).
 
-        The whole prompt gives its last logits [1, V]; otherwise the longest shorter prefix a
-        remembered prompt starts with, its cache and trunk states cut to it, and logits None
-        (the rest must be prefilled). None when nothing of at least ``min_prefix`` tokens is
-        shared. ``with_trunk`` asks for entries that also hold the prompt's trunk states
-        (``agents.lm.trunk``); one stored without them is passed over.
+        The whole history gives its last logits [1, V]; otherwise (``prefixes``) the longest
+        shorter prefix a remembered history starts with, its cache and trunk states cut to it,
+        and logits None (the rest must be prefilled). None when nothing beyond ``held`` tokens
+        (and at least ``min_prefix``) is shared, or when ``prompts`` are shared and ``held`` > 0.
+        ``with_trunk`` asks for entries that also hold the trunk states (``agents.lm.trunk``);
+        one stored without them is passed over.
         """
         self._current(version)
+        if held and self.sharing == "prompts":
+            return None
         key = tuple(tokens)
         entry = self._entries.get(key)
         if entry is not None and not (with_trunk and entry[2] is None):
             self._entries.move_to_end(key)
             return len(key), *entry
+        if self.sharing != "prefixes":
+            return None
         best, best_key = 0, None
         for other, (_, _, trunk) in self._entries.items():
             shared = _common_prefix(other, key)
             if shared > best and not (with_trunk and trunk is None):
                 best, best_key = shared, other
         best = min(best, len(key) - 1)  # the last token's logits come from a prefill
-        if best_key is None or best < self.min_prefix:
+        if best_key is None or best < max(self.min_prefix, held + 1):
             return None
         cache, _, trunk = self._entries[best_key]
         cut = [(keys[:, :, :best], values[:, :, :best]) for keys, values in cache]

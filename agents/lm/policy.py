@@ -249,8 +249,8 @@ class LMPolicy:
         """
         torch, transformers = require_torch()
         history = state.record.token_ids
-        shared = self.prefix_cache.lookup(history, version, self._recorder is not None)
-        if shared is not None and shared[0] > state.cached:
+        shared = self.prefix_cache.lookup(history, version, self._recorder is not None, state.cached)
+        if shared is not None:
             self.stats.shared_prompt_tokens += shared[0] - state.cached
             state.cached, state.cache, logits, trunk = shared
             state.trunk = [trunk] if trunk is not None else []
