@@ -8,8 +8,10 @@ its steps (at least one step each), with 95% bootstrap intervals over episodes, 
 difference with an interval from independent resamples of the two sets; its steps, CPU and
 wall time, the machine it ran on, and the dev EM logged at each evaluated checkpoint with the
 one chosen on it (``RUN@dev``). ``learning.png`` draws each run's training reward and dev EM over
-steps. Copies each run's ``metrics.jsonl`` and ``config.json`` next to the report, so the
-figures can be recomputed.
+steps. ``rl_diagnostics.md`` sets each run's training metrics (train EM, format, retry and
+evidence rewards, tokens per episode, approximate KL, clipped share, gradient norm) of its first
+quarter against its last, what a run that does not learn is diagnosed by. Copies each run's
+``metrics.jsonl`` and ``config.json`` next to the report, so the figures can be recomputed.
 """
 
 from __future__ import annotations
@@ -63,6 +65,56 @@ def before_after(steps: list[list[float]], seed: int = 0) -> dict[str, Any]:
     }
 
 
+# What a run that does not learn is diagnosed by: its training metrics, first quarter -> last.
+# Entropy is not among them: it needs the full-vocabulary softmax at every action token, which
+# the cheap path computes only when the entropy bonus is on.
+DIAGNOSTICS = {
+    "accuracy": "train EM",
+    "reward_format": "format",
+    "reward_retry": "retry",
+    "reward_evidence": "evidence",
+    "tokens_per_episode": "tokens/ep",
+    "approx_kl": "approx KL",
+    "clip_fraction": "clipped",
+    "grad_norm": "grad norm",
+}
+
+
+def diagnostics(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per ``DIAGNOSTICS`` metric the run logged: its mean over the first and the last quarter of steps.
+
+    >>> steps = [{"episode_rewards": [0.0], "accuracy": a, "generated_tokens": 40, "episodes": 2}
+    ...          for a in (0.0, 0.5, 0.5, 1.0)]
+    >>> diagnostics(steps)["accuracy"], diagnostics(steps)["tokens_per_episode"]
+    ({'first': 0.0, 'last': 1.0}, {'first': 20.0, 'last': 20.0})
+    """
+    training = [dict(r) for r in records if "episode_rewards" in r]
+    for record in training:
+        if record.get("episodes"):
+            record["tokens_per_episode"] = record.get("generated_tokens", 0.0) / record["episodes"]
+    quarter = max(1, len(training) // 4)
+    result = {}
+    for key in DIAGNOSTICS:
+        first = [float(r[key]) for r in training[:quarter] if key in r]
+        last = [float(r[key]) for r in training[-quarter:] if key in r]
+        if first and last:
+            result[key] = {"first": float(np.mean(first)), "last": float(np.mean(last))}
+    return result
+
+
+def diagnostics_table(runs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Markdown lines: one row per run, one ``first -> last`` column per metric any run logged."""
+    keys = [key for key in DIAGNOSTICS if any(key in found for found in runs.values())]
+    rows = [
+        [
+            name,
+            *(f"{found[k]['first']:.3g} -> {found[k]['last']:.3g}" if k in found else "n.a." for k in keys),
+        ]
+        for name, found in runs.items()
+    ]
+    return table(["run", *(DIAGNOSTICS[key] for key in keys)], rows)
+
+
 def dev_evaluations(run: Path) -> dict[str, Any]:
     """The dev EM logged at each evaluated step (by checkpoint step), and the dev-chosen checkpoint."""
     from agents.checkpoint import dev_evaluations, dev_selected_checkpoint
@@ -87,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {}
     rows = []
     curves = {}
+    diagnosed = {}
     with user_input():
         for run in args.runs:
             if not (run / "metrics.jsonl").is_file():
@@ -96,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         ]
         curves[run.name] = records
+        diagnosed[run.name] = diagnostics(records)
         result = before_after(episode_rewards(run))
         result["wall_time_s"] = float(records[-1].get("wall_time", 0.0)) if records else 0.0
         result["cpu_time_s"] = float(sum(r.get("step_cpu_time", 0.0) for r in records))
@@ -138,7 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     header += ["last quarter reward", "change"]
     lines = table(header, rows)
     atomic_write_text(args.out / "rl_reward.md", "".join(f"{line}\n" for line in lines))
-    print("\n".join(lines))
+    # Beside the reward report, not in it: committed reports stay reproducible as they were.
+    atomic_write_json(args.out / "rl_diagnostics.json", diagnosed, indent=2, sort_keys=False)
+    diagnosis = diagnostics_table(diagnosed)
+    atomic_write_text(args.out / "rl_diagnostics.md", "".join(f"{line}\n" for line in diagnosis))
+    print("\n".join([*lines, "", *diagnosis]))
     return 0
 
 

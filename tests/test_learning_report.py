@@ -31,6 +31,7 @@ def test_report_files_and_sft_runs_rejected(tmp_path: Path) -> None:
     assert main([str(run), "--out", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "rl_reward.json").read_text())["nsr"]["steps"] == 8
     assert (tmp_path / "out" / "nsr" / "metrics.jsonl").exists()
+    assert (tmp_path / "out" / "rl_diagnostics.md").read_text().startswith("| run |")
     sft = tmp_path / "sft"
     sft.mkdir()
     (sft / "metrics.jsonl").write_text(json.dumps({"step": 0, "loss": 1.0}) + "\n")
