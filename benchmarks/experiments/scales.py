@@ -175,7 +175,7 @@ SMOLLM2 = Scale(
     razor_sft_steps=48,
     razor_every=12,
     razor_questions=100,
-    arm_fields={"nsr": NSR_CPU_FIELDS},
+    arm_fields={"nsr": dict(NSR_CPU_FIELDS)},  # plain dicts: results.json records the scale
 )
 SCALES: Mapping[str, Scale] = MappingProxyType({s.name: s for s in (FULL, QUICK, SMOLLM2)})
 
