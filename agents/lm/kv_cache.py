@@ -24,8 +24,8 @@ from agents.lm.models import require_torch
 if TYPE_CHECKING:
     from agents.lm.policy import SlotState
 
-LayerCache = list[tuple[Any, Any]]
-SHARING = ("prompts", "histories", "prefixes")  # per layer (keys, values), [1, heads, tokens, dim]
+LayerCache = list[tuple[Any, Any]]  # per layer (keys, values), [1, heads, tokens, dim]
+SHARING = ("prompts", "histories", "prefixes")  # what a PrefixCache reuses, least to most
 
 
 @dataclass
