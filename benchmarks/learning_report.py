@@ -193,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = table(header, rows)
     atomic_write_text(args.out / "rl_reward.md", "".join(f"{line}\n" for line in lines))
     # Beside the reward report, not in it: committed reports stay reproducible as they were.
-    atomic_write_json(args.out / "rl_diagnostics.json", diagnosed, indent=2, sort_keys=False)
+    named = {name: {"machine": report[name]["machine"], **found} for name, found in diagnosed.items()}
+    atomic_write_json(args.out / "rl_diagnostics.json", named, indent=2, sort_keys=False)
     diagnosis = diagnostics_table(diagnosed)
     atomic_write_text(args.out / "rl_diagnostics.md", "".join(f"{line}\n" for line in diagnosis))
     print("\n".join([*lines, "", *diagnosis]))

@@ -32,6 +32,8 @@ def test_report_files_and_sft_runs_rejected(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out" / "rl_reward.json").read_text())["nsr"]["steps"] == 8
     assert (tmp_path / "out" / "nsr" / "metrics.jsonl").exists()
     assert (tmp_path / "out" / "rl_diagnostics.md").read_text().startswith("| run |")
+    diagnosed = json.loads((tmp_path / "out" / "rl_diagnostics.json").read_text())["nsr"]
+    assert diagnosed["machine"] == "not recorded: the run predates machine.jsonl"
     sft = tmp_path / "sft"
     sft.mkdir()
     (sft / "metrics.jsonl").write_text(json.dumps({"step": 0, "loss": 1.0}) + "\n")
